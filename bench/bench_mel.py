@@ -26,7 +26,7 @@ def main() -> None:
                 device
             )
             with torch.inference_mode():
-                t = timeit(lambda: mel(wave), repeat=repeat, cuda=device == "cuda")
+                t = timeit(lambda m=mel, w=wave: m(w), repeat=repeat, cuda=device == "cuda")
             audio_s = args.batch * args.seconds
             rows.append(
                 {

@@ -68,7 +68,7 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(AudioError, match="not a readable audio file"):
         load_audio(tmp_path / "text.wav")
     sf.write(tmp_path / "zero.wav", np.zeros((0,), dtype=np.float32), 16000)
-    with pytest.raises(AudioError, match="no audio frames|empty"):
+    with pytest.raises(AudioError, match=r"no audio frames|empty"):
         load_audio(tmp_path / "zero.wav")
     sf.write(tmp_path / "silent.wav", np.zeros(1600, dtype=np.float32), 16000)
     load_audio(tmp_path / "silent.wav")  # silence is valid audio by default

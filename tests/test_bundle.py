@@ -38,13 +38,13 @@ def test_mismatch_and_missing_errors(tmp_path):
     b.save_module("vae", build_vae(VAE_PRESETS["tiny"]), "vae", VAE_PRESETS["tiny"].to_dict())
     # config says one size, weights are another: a strict load names the keys
     b.components["vae"]["config"] = VAE_PRESETS["default"].to_dict()
-    with pytest.raises(BundleError, match="shape mismatches .*conv_in.weight"):
+    with pytest.raises(BundleError, match=r"shape mismatches .*conv_in.weight"):
         load_vae(b)
-    with pytest.raises(BundleError, match="has no 'unet' component.*it has vae"):
+    with pytest.raises(BundleError, match=r"has no 'unet' component.*it has vae"):
         b.component("unet")
     with pytest.raises(BundleError, match="not a maa bundle"):
         Bundle.open(tmp_path)
-    with pytest.raises(BundleError, match="mel preset 'default'.*'paper'"):
+    with pytest.raises(BundleError, match=r"mel preset 'default'.*'paper'"):
         Bundle.create(tmp_path / "b", get_mel_preset("paper"))
     (tmp_path / "b" / "vae.safetensors").unlink()
     with pytest.raises(BundleError, match="weights file of component 'vae' is missing"):

@@ -42,7 +42,7 @@ def test_round_trip_keeps_values_and_extra_columns(tmp_path):
 
 
 def test_validation_names_column_and_row(tmp_path):
-    with pytest.raises(ManifestError, match="missing column.*caption"):
+    with pytest.raises(ManifestError, match=r"missing column.*caption"):
         validate(_df().drop(columns=["caption"]))
     with pytest.raises(ManifestError, match=r"'duration' row 1 holds 'long'"):
         validate(_df(duration=[1.0, "long"]))
@@ -67,7 +67,7 @@ def test_scan_records_unreadable_files(clip_dir, tmp_path):
     assert len(df) == 10 and failures.empty
     assert set(df["split"]) <= {"train", "valid"}
     assert df["duration"].round(3).eq(1.0).all() and df["sample_rate"].eq(22050).all()
-    df2, failures2 = scan(clip_dir, tmp_path, valid_fraction=0.3)
+    df2, _ = scan(clip_dir, tmp_path, valid_fraction=0.3)
     assert df2["split"].tolist() == df["split"].tolist()  # deterministic
     _, fails = scan(bad, tmp_path)
     assert sorted(Path(p).name for p in fails["audio_path"]) == ["broken.wav", "empty.flac"]
