@@ -76,6 +76,7 @@ class StepContext:
     grad_clip: float | None
     step: int = 0
     logs: dict[str, float] = field(default_factory=dict)
+    manual_sync: set[int] = field(default_factory=set)  # ids of params DDP does not all-reduce
 
     @property
     def device(self) -> torch.device:
@@ -98,6 +99,8 @@ class StepContext:
     def optimizer_step(self, name: str) -> None:
         """Clip, step and zero optimiser ``name`` (a no-op until accumulation completes)."""
         opt = self.optimizers[name]
+        if self.sync and self.manual_sync and self.accelerator.num_processes > 1:
+            self._all_reduce(opt)
         if self.sync and self.grad_clip:
             params = [p for g in opt.param_groups for p in g["params"]]
             self.accelerator.clip_grad_norm_(params, self.grad_clip)
@@ -105,6 +108,17 @@ class StepContext:
         opt.zero_grad(set_to_none=True)
         if self.sync and name in self.schedulers:
             self.schedulers[name].step()
+
+    def _all_reduce(self, opt: torch.optim.Optimizer) -> None:
+        """Average the gradients of params that live outside DDP (see ``TrainTask.no_ddp``)."""
+        import torch.distributed as dist
+
+        world = self.accelerator.num_processes
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if id(p) in self.manual_sync and p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(world)
 
     def log(self, **values: float | torch.Tensor) -> None:
         for k, v in values.items():
@@ -117,6 +131,9 @@ class TrainTask(Protocol):
     """What a stage supplies to :func:`train`."""
 
     name: str  # component name, e.g. "vae"; state lives in OUT/train/<name>/
+    # Modules kept out of DDP (e.g. a GAN loss whose parameters are used outside its forward);
+    # the trainer averages their gradients across processes itself. Optional attribute.
+    no_ddp: tuple[str, ...]
 
     def config_dict(self) -> dict[str, Any]:
         """The stage's model/loss config (saved in the state; must match on resume)."""
@@ -215,12 +232,18 @@ def train(
         start_step = _load_state(state_path, task, modules, optimizers, schedulers, ema, cfg)
         accelerator.print(f"resuming {task.name} from step {start_step} ({state_path})")
 
-    names = list(modules)
+    no_ddp = set(getattr(task, "no_ddp", ()))
+    names = [n for n in modules if n not in no_ddp]
     prepared = accelerator.prepare(*[modules[n] for n in names], *optimizers.values())
     if not isinstance(prepared, (list, tuple)):
         prepared = [prepared]
     wrapped = dict(zip(names, prepared[: len(names)], strict=True))
     optimizers = dict(zip(optimizers, prepared[len(names) :], strict=True))
+    manual_sync = set()
+    for n in no_ddp:
+        wrapped[n] = modules[n].to(accelerator.device)
+        manual_sync |= {id(p) for p in modules[n].parameters()}
+    wrapped = {n: wrapped[n] for n in modules}  # keep the task's order
     if ema is not None:
         ema.to(accelerator.device)
 
@@ -233,7 +256,7 @@ def train(
             f"the training set has {n_items} item(s), fewer than one batch of {per_rank} per "
             f"process ({accelerator.num_processes} process(es)); lower --batch-size or add data"
         )
-    ctx = StepContext(accelerator, optimizers, schedulers, cfg.grad_clip)
+    ctx = StepContext(accelerator, optimizers, schedulers, cfg.grad_clip, manual_sync=manual_sync)
     writer = _writer(sdir) if accelerator.is_main_process else None
     csv_log = _CsvLog(sdir / "metrics.csv", start_step) if accelerator.is_main_process else None
 

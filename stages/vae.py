@@ -73,6 +73,8 @@ class VAETask:
     """:class:`~maa_cli.trainer.TrainTask` for the spectrogram VAE."""
 
     name = "vae"
+    # logvar is used outside the loss module's forward, so DDP could not reduce its gradient
+    no_ddp = ("loss",)
 
     def __init__(
         self,
