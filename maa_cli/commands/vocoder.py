@@ -1,0 +1,97 @@
+"""``maa vocode`` and ``maa train-vocoder``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from maa_cli.commands import console, handle_errors
+
+
+def vocode_cmd(
+    audio: Path = typer.Argument(..., help="Audio file to resynthesise, or a .npy log-mel."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output audio file (.wav/.flac/.ogg)."),
+    vocoder: str = typer.Option(
+        "default",
+        help="default (pretrained HiFi-GAN, mel preset 'default'), griffin-lim, or a bundle "
+        "folder written by train-vocoder.",
+    ),
+    mel: str = typer.Option(
+        None, help="Mel preset of the input (default: the vocoder bundle's, else 'default')."
+    ),
+    dtype: str = typer.Option("fp32", help="fp32, bf16, fp16 (GPU) or auto."),
+    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+) -> None:
+    """Resynthesise a file through mel → vocoder and print the log-mel L1 of the result."""
+    from stages.vocoder import vocode
+
+    res = vocode(audio, out, vocoder, mel, device, dtype)
+    if res["warning"]:
+        console.print(f"[yellow]warning:[/] {res['warning']}", highlight=False, soft_wrap=True)
+    console.print(
+        f"{res['vocoder']} ({res['label']}): {res['seconds']:.2f} s at {res['sample_rate']} Hz, "
+        f"{res['x_real_time']:.1f}× real time; log-mel L1 {res['logmel_l1']:.4f} → {res['out']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def train_vocoder_cmd(
+    manifest: Path = typer.Option(..., help="Training manifest (.parquet); uses its train split."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (created if new)."),
+    preset: str = typer.Option("tiny", help="Generator size: tiny, default (V1) or paper (V1)."),
+    mel: str = typer.Option(None, help="Mel preset (default: the preset's; paper is 16 kHz)."),
+    init: str = typer.Option(
+        None, help="'default': fine-tune from the pretrained universal HiFi-GAN."
+    ),
+    max_steps: int = typer.Option(1000, help="Total optimiser steps."),
+    batch_size: int = typer.Option(16, help="Segments per step (per GPU)."),
+    grad_accum: int = typer.Option(1, help="Micro-batches per optimiser step."),
+    segment_frames: int = typer.Option(None, help="Training segment in mel frames (default 32)."),
+    lr: float = typer.Option(None, help="Learning rate (default 2e-4)."),
+    precision: str = typer.Option("no", help="Mixed precision: no, bf16 or fp16."),
+    ema: float = typer.Option(None, help="EMA decay of the exported generator (e.g. 0.999)."),
+    ckpt_every: int = typer.Option(500, help="Write training state and export every N steps."),
+    val_every: int = typer.Option(0, help="Validate on the valid split every N steps (0: off)."),
+    seed: int = typer.Option(0, help="Random seed (data order, crops, init)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+) -> None:
+    """Train or fine-tune HiFi-GAN (generator + multi-period/multi-scale discriminators)."""
+    from maa_cli.trainer import TrainConfig
+    from stages.vocoder import train_vocoder
+
+    cfg = TrainConfig(
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        mixed_precision=precision,
+        ema_decay=ema,
+        ckpt_every=ckpt_every,
+        val_every=val_every,
+        seed=seed,
+        device=device,
+        grad_clip=None,  # HiFi-GAN trains without clipping
+    )
+    s = train_vocoder(manifest, out, preset, cfg, resume, init, mel, segment_frames, lr)
+    last = ", ".join(f"{k} {v:.4g}" for k, v in s.get("last", {}).items())
+    console.print(
+        f"trained to step {s['steps']} (from {s['resumed_from']}) on {s['clips']} clip(s) in "
+        f"{s['seconds']:.1f} s, {s['steps_per_s']:.2f} steps/s; {last}",
+        highlight=False,
+    )
+    for _path, reason in s["skipped"][:10]:
+        console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
+    if len(s["skipped"]) > 10:
+        console.print(f"[yellow]… {len(s['skipped']) - 10} more skipped[/]")
+    console.print(
+        f"bundle: [bold]{out}[/] (component vocoder, mel preset {s['mel_preset']}); "
+        f"try it: maa vocode IN.wav -o OUT.wav --vocoder {out}",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("vocode")(handle_errors(vocode_cmd))
+    app.command("train-vocoder")(handle_errors(train_vocoder_cmd))
