@@ -76,7 +76,7 @@ class Bundle:
         if not path.is_file():
             raise BundleError(
                 f"{root}: not a maa bundle (no {BUNDLE_FILE}); pass a folder written by "
-                "`maa train-vae` / `maa train-ldm`, or omit --bundle to use the shipped default"
+                "a `maa train-*` command (train-vae, train-ldm, train-clap, train-vocoder)"
             )
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))

@@ -337,8 +337,8 @@ def resolve_vocoder_for(
     """The vocoder a model bundle (VAE/LDM) uses, for that bundle's mel preset.
 
     ``override`` (``"default"``, ``"griffin-lim"`` or a vocoder bundle path) wins; otherwise the
-    bundle's ``vocoder`` component (a package reference or stored weights); otherwise
-    Griffin-Lim, with its ``warning`` set. A vocoder bundle for another mel preset is an error
+    bundle's ``vocoder`` component (a package reference or stored weights); otherwise the
+    pretrained HiFi-GAN for the ``default`` mel preset, or Griffin-Lim (``warning`` set). A vocoder bundle for another mel preset is an error
     that names both presets.
     """
     from maa_cli.bundle import Bundle
@@ -359,6 +359,10 @@ def resolve_vocoder_for(
     if override:
         return load_vocoder(override, mel, str(dev), dtype=dtype)
     if not bundle.has("vocoder"):
+        from maa_cli.mel import MEL_PRESETS
+
+        if mel == MEL_PRESETS["default"]:  # the pretrained universal HiFi-GAN fits this preset
+            return load_vocoder("default", mel, str(dev), dtype=dtype)
         voc = GriffinLimVocoder(mel, dev)
         voc.warning = f"{bundle.root} has no vocoder component. " + GRIFFIN_LIM_WARNING
         return voc

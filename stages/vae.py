@@ -49,7 +49,7 @@ TRAIN_PRESETS: dict[str, VAELossConfig] = {
     "paper": VAELossConfig(mel="paper", crop_frames=624),
     "default": VAELossConfig(crop_frames=256, lr=2e-4, disc_start=3000, disc_channels=16),
     "tiny": VAELossConfig(
-        crop_frames=64, lr=2e-3, disc_start=200, disc_channels=8, disc_windows=(16, 32)
+        crop_frames=64, lr=2e-3, disc_start=1000, disc_channels=8, disc_windows=(16, 32)
     ),
 }
 

@@ -184,6 +184,10 @@ def test_resolve_vocoder_for_bundles(tmp_path):
     shipped = Bundle.create(tmp_path / "shipped", DEFAULT)
     shipped.set_reference("vocoder", "hifigan", UNIVERSAL_REF)
     assert resolve_vocoder_for(shipped).name == "hifigan-universal"
+    # a default-preset bundle with no vocoder component gets the pretrained HiFi-GAN
+    assert (
+        resolve_vocoder_for(Bundle.create(tmp_path / "bare", DEFAULT)).name == "hifigan-universal"
+    )
     paper = Bundle.create(tmp_path / "paper", PAPER)
     paper.set_reference("vocoder", "hifigan", UNIVERSAL_REF)
     with pytest.raises(MaaError, match=r"universal HiFi-GAN.*'default'.*'paper'"):
