@@ -338,8 +338,8 @@ def resolve_vocoder_for(
 
     ``override`` (``"default"``, ``"griffin-lim"`` or a vocoder bundle path) wins; otherwise the
     bundle's ``vocoder`` component (a package reference or stored weights); otherwise the
-    pretrained HiFi-GAN for the ``default`` mel preset, or Griffin-Lim (``warning`` set). A vocoder bundle for another mel preset is an error
-    that names both presets.
+    pretrained HiFi-GAN for the ``default`` mel preset, or Griffin-Lim (``warning`` set) for
+    others. A vocoder bundle for another mel preset is an error that names both presets.
     """
     from maa_cli.bundle import Bundle
 

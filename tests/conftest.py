@@ -9,7 +9,9 @@ import torch
 
 from maa_cli.testing import write_clip_folder
 
-torch.set_num_threads(2)
+# Tiny models gain nothing from intra-op threads, and OpenMP workers spin-wait badly when the
+# cores are shared with other jobs (a tiny U-Net step measured 37x slower with 2 threads).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -21,16 +21,6 @@ from stages.generate import generate_batch, slugify, unique_names
 MEL = get_mel_preset("default")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on shared, busy cores make
-    each op wait on the other (measured 37x slower per training step here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A bundle with a tiny VAE, a tiny U-Net (random weights), MiniLM and a tiny CLAP."""

@@ -38,16 +38,6 @@ MEL = get_mel_preset("default")
 SR = MEL.sample_rate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on shared, busy cores make
-    each op wait on the other (measured 37x slower per training step here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _rows(root: Path, items, split="train"):
     rows = []
     for name, caption, wave in items:

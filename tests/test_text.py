@@ -21,16 +21,6 @@ TOKENIZER_FILES = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on shared, busy cores make
-    each op wait on the other (measured 37x slower per training step here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def minilm():
     return load_text_encoder("minilm")

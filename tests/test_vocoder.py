@@ -40,15 +40,6 @@ def f0_of(wave: torch.Tensor, sr: int) -> float:
     return float(freqs[band][np.argmax(spec[band])])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the V1 generator's OpenMP workers spin badly on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def universal(one_thread) -> HiFiGANVocoder:
     return load_vocoder("default", DEFAULT)

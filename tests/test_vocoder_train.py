@@ -14,15 +14,6 @@ from maa_cli.trainer import TrainConfig
 from stages.vocoder import train_vocoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: OpenMP workers spin badly when other jobs share the 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(steps: int, **kw) -> TrainConfig:
     base = {
         "max_steps": steps,
