@@ -166,7 +166,7 @@ def test_captioner_expert_runs_a_local_model(tmp_path: Path) -> None:
 # ------------------------------------------------------------------- tiny CLAP + data
 @pytest.fixture(scope="module")
 def clap_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny CLAP trained for 30 steps on tones vs noise vs chirps (about 3 s of training)."""
+    """A tiny CLAP trained for 80 steps on tones vs noise vs chirps (a few seconds of training)."""
     from maa_cli.trainer import TrainConfig
     from stages.clap import train_clap
 
@@ -179,7 +179,7 @@ def clap_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
             rows.append({"audio_path": name, "caption": caption, "duration": 1.0,
                          "sample_rate": SR, "source": "synthetic", "split": "train"})  # fmt: skip
     write_manifest(pd.DataFrame(rows), root / "train.parquet")
-    cfg = TrainConfig(max_steps=30, batch_size=12, ckpt_every=1000, progress=False, device="cpu")
+    cfg = TrainConfig(max_steps=80, batch_size=12, ckpt_every=1000, progress=False, device="cpu")
     train_clap(root / "train.parquet", root / "bundle", preset="tiny", train_cfg=cfg)
     return root / "bundle"
 

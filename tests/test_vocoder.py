@@ -41,7 +41,7 @@ def f0_of(wave: torch.Tensor, sr: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def universal(one_thread) -> HiFiGANVocoder:
+def universal() -> HiFiGANVocoder:
     return load_vocoder("default", DEFAULT)
 
 
