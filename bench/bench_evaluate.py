@@ -96,7 +96,7 @@ def _prefill(gen: Path, ref: Path, models: dict[str, str], cache_dir: Path, seco
     import numpy as np
 
     from maa_cli.device import resolve_device
-    from stages.evaluate import (
+    from stages.eval_features import (
         FeatureCache,
         clap_backbone,
         collect_clips,

@@ -17,7 +17,8 @@ from maa_cli.errors import MaaError
 from maa_cli.models.panns import Cnn14, build_panns, load_panns
 from maa_cli.models.vggish import Vggish, build_vggish, load_vggish
 from maa_cli.testing import bursts, chirp, noise, tone
-from stages.evaluate import evaluate, pair_by_name, pairing_keys
+from stages.eval_features import pair_by_name, pairing_keys
+from stages.evaluate import evaluate
 
 # From the released code: audioset_tagging_cnn/pytorch/models.py (Cnn14 with torchlibrosa's
 # Spectrogram/LogmelFilterBank, window 512, 64 mels, 527 classes) — Cnn14_16k_mAP=0.438.pth.
@@ -344,7 +345,7 @@ def test_partial_pairs_small_sets_and_unreadable_files(checkpoints, sets, tmp_pa
 
 
 def test_batches_keep_the_tail_and_equal_single_clip_results(tmp_path):
-    from stages.evaluate import (
+    from stages.eval_features import (
         FeatureCache,
         PannsBackbone,
         VggishBackbone,
