@@ -34,3 +34,50 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def train_config(
+    *,
+    max_steps: int,
+    batch_size: int,
+    grad_accum: int,
+    precision: str,
+    ema: float | None,
+    ckpt_every: int,
+    val_every: int,
+    seed: int,
+    device: str,
+    grad_clip: float | None = None,
+):
+    """The shared trainer settings every ``train-*`` command takes."""
+    from maa_cli.trainer import TrainConfig
+
+    return TrainConfig(
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        mixed_precision=precision,
+        ema_decay=ema,
+        ckpt_every=ckpt_every,
+        val_every=val_every,
+        seed=seed,
+        device=device,
+        grad_clip=grad_clip,
+    )
+
+
+def print_summary(summary: dict[str, Any], component: str, out: Any) -> None:
+    """One line on the run, the files it skipped, and where the component was written."""
+    last = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("last", {}).items())
+    clips = f" on {summary['clips']} clip(s)" if "clips" in summary else ""
+    console.print(
+        f"trained to step {summary['steps']} (from {summary['resumed_from']}){clips} in "
+        f"{summary['seconds']:.1f} s, {summary['steps_per_s']:.2f} steps/s; {last}",
+        highlight=False,
+    )
+    skipped = summary.get("skipped") or []
+    for _path, reason in skipped[:10]:
+        console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
+    if len(skipped) > 10:
+        console.print(f"[yellow]… {len(skipped) - 10} more skipped[/]")
+    console.print(f"bundle: [bold]{out}[/] (component {component})", highlight=False)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors
+from maa_cli.commands import console, handle_errors, print_summary, train_config
 
 
 def train_clap_cmd(
@@ -31,29 +31,16 @@ def train_clap_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
 ) -> None:
     """Train a CLAP (audio CNN + MiniLM text tower, symmetric InfoNCE) into a bundle."""
-    from maa_cli.trainer import TrainConfig
     from stages.clap import train_clap
 
-    cfg = TrainConfig(
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        mixed_precision=precision,
-        ema_decay=ema,
-        ckpt_every=ckpt_every,
-        val_every=val_every,
-        seed=seed,
-        device=device,
-    )
+    cfg = train_config(
+        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
+        ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
+        grad_clip=1.0,
+    )  # fmt: skip
     s = train_clap(manifest, out, preset, cfg, resume, lr=lr, tune_text_layers=tune_text_layers)
-    last = ", ".join(f"{k} {v:.4g}" for k, v in s.get("last", {}).items())
-    console.print(
-        f"trained to step {s['steps']} (from {s['resumed_from']}) on {s['clips']} clips / "
-        f"{s['captions']} captions in {s['seconds']:.1f} s; {last}",
-        highlight=False,
-    )
-    _print_skipped(s["skipped"])
-    console.print(f"bundle: [bold]{out}[/] (component clap)")
+    console.print(f"{s['captions']} distinct captions")
+    print_summary(s, "clap", out)
 
 
 def clap_score_cmd(

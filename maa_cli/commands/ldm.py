@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors
+from maa_cli.commands import console, handle_errors, print_summary, train_config
 
 
 def train_ldm_cmd(
@@ -40,25 +40,24 @@ def train_ldm_cmd(
     ),
 ) -> None:
     """Train the text-conditioned latent diffusion U-Net on cached VAE latents."""
-    from maa_cli.commands.vae import print_summary, train_options
     from stages.ldm import train_ldm
 
-    cfg = train_options(
-        max_steps, batch_size, grad_accum, precision, 0.9999 if ema else None, ckpt_every,
-        val_every, seed, device,
+    cfg = train_config(
+        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
+        ema=0.9999 if ema else None, ckpt_every=ckpt_every, val_every=val_every, seed=seed,
+        device=device,
     )  # fmt: skip
     summary = train_ldm(
         manifest, bundle, preset, text_encoder, cfg, resume, crop_seconds, lr, warmup,
         prediction, reprogram, reprogram_prob,
     )  # fmt: skip
-    print_summary(summary)
+    print_summary(summary, "unet", bundle)
     cache = "reused" if summary["cache_reused"] else "built"
     console.print(
         f"latent cache {summary['cache']} {cache}; scale_factor {summary['scale_factor']:.4f}; "
         f"crop {summary['crop_frames']} frames",
         highlight=False,
     )
-    console.print(f"bundle: [bold]{bundle}[/] (components unet, text_encoder)")
 
 
 def _default_bundle() -> Path:

@@ -6,52 +6,7 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors
-
-
-def train_options(
-    max_steps: int,
-    batch_size: int,
-    grad_accum: int,
-    precision: str,
-    ema: float | None,
-    ckpt_every: int,
-    val_every: int,
-    seed: int,
-    device: str,
-    num_workers: int = 0,
-    grad_clip: float | None = None,
-):
-    """The shared trainer settings every ``train-*`` command takes."""
-    from maa_cli.trainer import TrainConfig
-
-    return TrainConfig(
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        mixed_precision=precision,
-        ema_decay=ema,
-        ckpt_every=ckpt_every,
-        val_every=val_every,
-        seed=seed,
-        device=device,
-        num_workers=num_workers,
-        grad_clip=grad_clip,
-    )
-
-
-def print_summary(summary: dict) -> None:
-    last = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("last", {}).items())
-    console.print(
-        f"trained to step {summary['steps']} (from {summary['resumed_from']}) in "
-        f"{summary['seconds']:.1f} s, {summary['steps_per_s']:.2f} steps/s; {last}",
-        highlight=False,
-    )
-    skipped = summary.get("skipped") or []
-    if skipped:
-        console.print(f"[yellow]{len(skipped)} file(s) skipped[/]:")
-        for _, reason in skipped[:10]:
-            console.print(f"  {reason}", highlight=False)
+from maa_cli.commands import console, handle_errors, print_summary, train_config
 
 
 def train_vae_cmd(
@@ -75,12 +30,12 @@ def train_vae_cmd(
     """Train the KL spectrogram autoencoder with the multi-window discriminator."""
     from stages.vae import train_vae
 
-    cfg = train_options(
-        max_steps, batch_size, grad_accum, precision, ema, ckpt_every, val_every, seed, device
-    )
+    cfg = train_config(
+        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
+        ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
+    )  # fmt: skip
     summary = train_vae(manifest, out, preset, cfg, resume, crop_frames, lr, disc_start)
-    print_summary(summary)
-    console.print(f"bundle: [bold]{out}[/] (component vae)")
+    print_summary(summary, "vae", out)
 
 
 def reconstruct_cmd(

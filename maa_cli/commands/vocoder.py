@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors
+from maa_cli.commands import console, handle_errors, print_summary, train_config
 
 
 def vocode_cmd(
@@ -59,35 +59,17 @@ def train_vocoder_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
 ) -> None:
     """Train or fine-tune HiFi-GAN (generator + multi-period/multi-scale discriminators)."""
-    from maa_cli.trainer import TrainConfig
     from stages.vocoder import train_vocoder
 
-    cfg = TrainConfig(
-        max_steps=max_steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        mixed_precision=precision,
-        ema_decay=ema,
-        ckpt_every=ckpt_every,
-        val_every=val_every,
-        seed=seed,
-        device=device,
+    cfg = train_config(
+        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
+        ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
         grad_clip=None,  # HiFi-GAN trains without clipping
-    )
+    )  # fmt: skip
     s = train_vocoder(manifest, out, preset, cfg, resume, init, mel, segment_frames, lr)
-    last = ", ".join(f"{k} {v:.4g}" for k, v in s.get("last", {}).items())
+    print_summary(s, "vocoder", out)
     console.print(
-        f"trained to step {s['steps']} (from {s['resumed_from']}) on {s['clips']} clip(s) in "
-        f"{s['seconds']:.1f} s, {s['steps_per_s']:.2f} steps/s; {last}",
-        highlight=False,
-    )
-    for _path, reason in s["skipped"][:10]:
-        console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
-    if len(s["skipped"]) > 10:
-        console.print(f"[yellow]… {len(s['skipped']) - 10} more skipped[/]")
-    console.print(
-        f"bundle: [bold]{out}[/] (component vocoder, mel preset {s['mel_preset']}); "
-        f"try it: maa vocode IN.wav -o OUT.wav --vocoder {out}",
+        f"mel preset {s['mel_preset']}; try it: maa vocode IN.wav -o OUT.wav --vocoder {out}",
         highlight=False,
     )
 
