@@ -16,6 +16,15 @@ from rich.console import Console
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Options every ``train-*`` command takes, defined once so names, defaults and help agree.
+GRAD_ACCUM = typer.Option(1, help="Micro-batches per optimiser step.")
+PRECISION = typer.Option("no", help="Mixed precision: no, bf16 or fp16.")
+EMA_DECAY = typer.Option(None, help="EMA decay of the exported weights (e.g. 0.999).")
+CKPT_EVERY = typer.Option(500, help="Write training state and weights every N steps.")
+SEED = typer.Option(0, help="Random seed (data order, crops, init).")
+TRAIN_DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
+RESUME = typer.Option(False, "--resume", help="Continue the run saved in the output folder.")
+
 
 def handle_errors(func: F) -> F:
     """Print a :class:`~maa_cli.errors.MaaError` as one red line and exit with code 2.

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors, print_summary, train_config
+from maa_cli.commands import (
+    CKPT_EVERY,
+    EMA_DECAY,
+    PRECISION,
+    RESUME,
+    SEED,
+    TRAIN_DEVICE,
+    console,
+    handle_errors,
+    print_summary,
+    train_config,
+)
 
 
 def train_clap_cmd(
@@ -22,13 +33,13 @@ def train_clap_cmd(
     tune_text_layers: int = typer.Option(
         None, help="Fine-tune the top N MiniLM layers (default: the preset's; 0 = frozen)."
     ),
-    precision: str = typer.Option("no", help="Mixed precision: no, bf16 or fp16."),
-    ema: float = typer.Option(None, help="EMA decay of the exported weights (e.g. 0.999)."),
-    ckpt_every: int = typer.Option(500, help="Write training state and weights every N steps."),
+    precision: str = PRECISION,
+    ema: float = EMA_DECAY,
+    ckpt_every: int = CKPT_EVERY,
     val_every: int = typer.Option(250, help="Retrieval recall@1 on the valid split every N steps."),
-    seed: int = typer.Option(0, help="Random seed (data order, crops, init)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    seed: int = SEED,
+    device: str = TRAIN_DEVICE,
+    resume: bool = RESUME,
 ) -> None:
     """Train a CLAP (audio CNN + MiniLM text tower, symmetric InfoNCE) into a bundle."""
     from stages.clap import train_clap

@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors, print_summary, train_config
+from maa_cli.commands import (
+    CKPT_EVERY,
+    GRAD_ACCUM,
+    PRECISION,
+    RESUME,
+    SEED,
+    TRAIN_DEVICE,
+    console,
+    handle_errors,
+    print_summary,
+    train_config,
+)
 
 
 def train_ldm_cmd(
@@ -18,20 +29,20 @@ def train_ldm_cmd(
     preset: str = typer.Option("tiny", help="U-Net size: tiny, default or paper."),
     max_steps: int = typer.Option(1000, help="Total optimiser steps."),
     batch_size: int = typer.Option(16, help="Clips per step (per GPU)."),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimiser step."),
+    grad_accum: int = GRAD_ACCUM,
     lr: float = typer.Option(None, help="AdamW learning rate (default: the preset's)."),
     warmup: int = typer.Option(None, help="Linear warm-up steps (default: the preset's)."),
-    precision: str = typer.Option("no", help="Mixed precision: no, bf16 or fp16."),
+    precision: str = PRECISION,
     ema: bool = typer.Option(True, "--ema/--no-ema", help="Export EMA weights (decay 0.9999)."),
     crop_seconds: float = typer.Option(
         None, help="Training crop in seconds, rounded up to 8 frames (default: the preset's)."
     ),
     prediction: str = typer.Option("epsilon", help="Training target: epsilon or v_prediction."),
     val_every: int = typer.Option(0, help="Generate validation prompts every N steps (0: off)."),
-    ckpt_every: int = typer.Option(500, help="Write training state and weights every N steps."),
-    seed: int = typer.Option(0, help="Random seed (data order, crops, noise, init)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in the bundle."),
+    ckpt_every: int = CKPT_EVERY,
+    seed: int = SEED,
+    device: str = TRAIN_DEVICE,
+    resume: bool = RESUME,
     reprogram: Path = typer.Option(
         None, help="Event manifest for dynamic reprogramming (fresh compositions every epoch)."
     ),

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors, print_summary, train_config
+from maa_cli.commands import (
+    CKPT_EVERY,
+    EMA_DECAY,
+    GRAD_ACCUM,
+    PRECISION,
+    RESUME,
+    SEED,
+    TRAIN_DEVICE,
+    console,
+    handle_errors,
+    print_summary,
+    train_config,
+)
 
 
 def train_vae_cmd(
@@ -15,17 +27,17 @@ def train_vae_cmd(
     preset: str = typer.Option("tiny", help="Model size: tiny, default or paper."),
     max_steps: int = typer.Option(1000, help="Total optimiser steps."),
     batch_size: int = typer.Option(16, help="Clips per step (per GPU)."),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimiser step."),
+    grad_accum: int = GRAD_ACCUM,
     crop_frames: int = typer.Option(None, help="Training crop in mel frames (multiple of 8)."),
     lr: float = typer.Option(None, help="Learning rate (default: the preset's)."),
     disc_start: int = typer.Option(None, help="Step at which the discriminator switches on."),
-    precision: str = typer.Option("no", help="Mixed precision: no, bf16 or fp16."),
-    ema: float = typer.Option(None, help="EMA decay of the exported weights (e.g. 0.999)."),
-    ckpt_every: int = typer.Option(500, help="Write training state every N steps."),
+    precision: str = PRECISION,
+    ema: float = EMA_DECAY,
+    ckpt_every: int = CKPT_EVERY,
     val_every: int = typer.Option(0, help="Validate on the valid split every N steps (0: off)."),
-    seed: int = typer.Option(0, help="Random seed (data order, crops, init)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    seed: int = SEED,
+    device: str = TRAIN_DEVICE,
+    resume: bool = RESUME,
 ) -> None:
     """Train the KL spectrogram autoencoder with the multi-window discriminator."""
     from stages.vae import train_vae

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from maa_cli.commands import console, handle_errors, print_summary, train_config
+from maa_cli.commands import (
+    CKPT_EVERY,
+    EMA_DECAY,
+    GRAD_ACCUM,
+    PRECISION,
+    RESUME,
+    SEED,
+    TRAIN_DEVICE,
+    console,
+    handle_errors,
+    print_summary,
+    train_config,
+)
 
 
 def vocode_cmd(
@@ -47,16 +59,16 @@ def train_vocoder_cmd(
     ),
     max_steps: int = typer.Option(1000, help="Total optimiser steps."),
     batch_size: int = typer.Option(16, help="Segments per step (per GPU)."),
-    grad_accum: int = typer.Option(1, help="Micro-batches per optimiser step."),
+    grad_accum: int = GRAD_ACCUM,
     segment_frames: int = typer.Option(None, help="Training segment in mel frames (default 32)."),
     lr: float = typer.Option(None, help="Learning rate (default 2e-4)."),
-    precision: str = typer.Option("no", help="Mixed precision: no, bf16 or fp16."),
-    ema: float = typer.Option(None, help="EMA decay of the exported generator (e.g. 0.999)."),
-    ckpt_every: int = typer.Option(500, help="Write training state and export every N steps."),
+    precision: str = PRECISION,
+    ema: float = EMA_DECAY,
+    ckpt_every: int = CKPT_EVERY,
     val_every: int = typer.Option(0, help="Validate on the valid split every N steps (0: off)."),
-    seed: int = typer.Option(0, help="Random seed (data order, crops, init)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run saved in --out."),
+    seed: int = SEED,
+    device: str = TRAIN_DEVICE,
+    resume: bool = RESUME,
 ) -> None:
     """Train or fine-tune HiFi-GAN (generator + multi-period/multi-scale discriminators)."""
     from stages.vocoder import train_vocoder
