@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from maa_cli.errors import BundleError, MaaError
+from maa_cli.errors import BundleError, MaaError, choose
 from maa_cli.mel import MelPreset, log_compress
 from maa_cli.models.unet import NoiseSchedule, UNetConfig, build_unet
 from maa_cli.text import TextEmbedding, TextEncoder
@@ -53,10 +53,7 @@ def make_scheduler(name: str, schedule: NoiseSchedule):
     """A fresh diffusers scheduler ``name`` built with ``from_config`` on the bundle's schedule."""
     import diffusers
 
-    try:
-        cls_name, extra = SAMPLERS[name]
-    except KeyError:
-        raise MaaError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
+    cls_name, extra = choose(SAMPLERS, name, "sampler")
     return getattr(diffusers, cls_name).from_config({**schedule.scheduler_config(), **extra})
 
 

@@ -15,7 +15,7 @@ import torch
 import torchaudio.functional as AF
 from torch import nn
 
-from maa_cli.errors import MaaError
+from maa_cli.errors import MaaError, choose
 
 LOG_FLOOR = 1e-5
 
@@ -70,12 +70,7 @@ MEL_PRESETS: dict[str, MelPreset] = {
 
 def get_mel_preset(name: str) -> MelPreset:
     """Look a mel preset up by name, with an error listing the known ones."""
-    try:
-        return MEL_PRESETS[name]
-    except KeyError:
-        raise MaaError(
-            f"unknown mel preset {name!r}; choose one of {', '.join(sorted(MEL_PRESETS))}"
-        ) from None
+    return choose(MEL_PRESETS, name, "mel preset", sorted(MEL_PRESETS))
 
 
 class MelSpectrogram(nn.Module):

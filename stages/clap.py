@@ -22,7 +22,7 @@ from torch import nn
 
 from maa_cli.bundle import Bundle
 from maa_cli.data import AudioClips, CropDataset
-from maa_cli.errors import AudioError, MaaError
+from maa_cli.errors import AudioError, MaaError, choose
 from maa_cli.manifest import audio_paths, read_manifest, select_split
 from maa_cli.mel import get_mel_preset
 from maa_cli.models.clap import Clap, ClapConfig, TextTower, get_clap_config
@@ -194,8 +194,7 @@ def train_clap(
     Rows with an empty caption and unusable audio files are skipped (listed in ``skipped``).
     A ``valid`` split, when present, is scored by retrieval recall@1 every ``val_every`` steps.
     """
-    if preset not in TRAIN_PRESETS:
-        raise MaaError(f"unknown preset {preset!r}; choose one of {', '.join(TRAIN_PRESETS)}")
+    choose(TRAIN_PRESETS, preset, "preset")
     cfg = get_clap_config(preset)
     if tune_text_layers is not None:
         cfg = cfg.with_tuned_layers(tune_text_layers)

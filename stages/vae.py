@@ -18,7 +18,7 @@ from torch import nn
 
 from maa_cli.bundle import Bundle
 from maa_cli.data import AudioClips, CropDataset
-from maa_cli.errors import MaaError
+from maa_cli.errors import MaaError, choose
 from maa_cli.manifest import read_manifest
 from maa_cli.mel import MelPreset, MelSpectrogram, get_mel_preset, pad_frames
 from maa_cli.models.discriminator import (
@@ -55,9 +55,7 @@ TRAIN_PRESETS: dict[str, VAELossConfig] = {
 
 
 def get_train_preset(name: str) -> VAELossConfig:
-    if name not in TRAIN_PRESETS:
-        raise MaaError(f"unknown preset {name!r}; choose one of {', '.join(TRAIN_PRESETS)}")
-    return TRAIN_PRESETS[name]
+    return choose(TRAIN_PRESETS, name, "preset")
 
 
 class VAELoss(nn.Module):

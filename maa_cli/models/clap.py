@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from maa_cli.audio import fix_length, resample
-from maa_cli.errors import MaaError
+from maa_cli.errors import MaaError, choose
 from maa_cli.mel import MelSpectrogram, get_mel_preset
 
 WaveInput = Union[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]]  # noqa: UP007
@@ -94,12 +94,7 @@ CLAP_PRESETS: dict[str, ClapConfig] = {
 
 def get_clap_config(preset: str) -> ClapConfig:
     """A CLAP preset by name, with an error listing the known ones."""
-    try:
-        return CLAP_PRESETS[preset]
-    except KeyError:
-        raise MaaError(
-            f"unknown CLAP preset {preset!r}; choose one of {', '.join(CLAP_PRESETS)}"
-        ) from None
+    return choose(CLAP_PRESETS, preset, "CLAP preset")
 
 
 # -- audio tower ------------------------------------------------------------------------------

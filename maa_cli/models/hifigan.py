@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
-from maa_cli.errors import MaaError
+from maa_cli.errors import MaaError, choose
 from maa_cli.mel import MelPreset, get_mel_preset
 
 LRELU_SLOPE = 0.1
@@ -127,12 +127,7 @@ HIFIGAN_PRESETS: dict[str, HiFiGANConfig] = {
 
 def get_hifigan_config(name: str, mel: str | None = None) -> HiFiGANConfig:
     """A preset by name, optionally moved to another mel preset (same hop required)."""
-    try:
-        cfg = HIFIGAN_PRESETS[name]
-    except KeyError:
-        raise MaaError(
-            f"unknown vocoder preset {name!r}; choose one of {', '.join(sorted(HIFIGAN_PRESETS))}"
-        ) from None
+    cfg = choose(HIFIGAN_PRESETS, name, "vocoder preset", sorted(HIFIGAN_PRESETS))
     if mel is not None and mel != cfg.mel:
         cfg = replace(cfg, mel=get_mel_preset(mel).name)
     cfg.validate()

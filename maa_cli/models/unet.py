@@ -21,7 +21,7 @@ from typing import Any
 
 from diffusers import UNet2DConditionModel
 
-from maa_cli.errors import MaaError
+from maa_cli.errors import MaaError, choose
 
 PREDICTIONS = ("epsilon", "v_prediction")
 
@@ -108,12 +108,7 @@ UNET_PRESETS: dict[str, UNetConfig] = {
 
 
 def get_unet_config(preset: str) -> UNetConfig:
-    try:
-        return UNET_PRESETS[preset]
-    except KeyError:
-        raise MaaError(
-            f"unknown U-Net preset {preset!r}; choose one of {', '.join(UNET_PRESETS)}"
-        ) from None
+    return choose(UNET_PRESETS, preset, "U-Net preset")
 
 
 def build_unet(cfg: UNetConfig) -> UNet2DConditionModel:

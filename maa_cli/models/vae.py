@@ -16,7 +16,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from maa_cli.errors import MaaError
+from maa_cli.errors import MaaError, choose
 
 
 @dataclass(frozen=True)
@@ -67,12 +67,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
 
 
 def get_vae_config(preset: str) -> VAEConfig:
-    try:
-        return VAE_PRESETS[preset]
-    except KeyError:
-        raise MaaError(
-            f"unknown VAE preset {preset!r}; choose one of {', '.join(VAE_PRESETS)}"
-        ) from None
+    return choose(VAE_PRESETS, preset, "VAE preset")
 
 
 class SpectrogramVAE(nn.Module):
