@@ -37,6 +37,11 @@ MAX_SECONDS = 60.0
 TARGET_LUFS = -20.0
 MAX_MEL_MAGNITUDE = 1e3  # linear mel magnitude ceiling for decoded mels
 PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS
+# MiniLM cosine between a prompt and the nearest training caption below which the prompt is
+# called out of domain: measured on the shipped bundle, in-domain prompts ("a dog barking in
+# rain", "heavy rain on a roof") score ≥ 0.55, unrelated ones ("typing on a keyboard", "a
+# spaceship engine humming") ≤ 0.40
+OUT_OF_DOMAIN_COSINE = 0.45
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddim": ("DDIMScheduler", {}),
@@ -143,8 +148,13 @@ class Generator:
         text = text_encoder_from_bundle(bundle, dev)
         voc_dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, "fp32")
         voc = resolve_vocoder_for(bundle, vocoder, device=str(dev), dtype=voc_dtype)
-        clap_src = str(clap) if clap is not None else (str(bundle.root) if bundle.has("clap")
-                                                      else None)  # fmt: skip
+        if clap is None and bundle.has("clap"):
+            clap = bundle.root
+        if clap is None:
+            from maa_cli.clap import find_default_clap
+
+            clap = find_default_clap()
+        clap_src = str(clap) if clap is not None else None
         gen = cls(
             unet, vae, text, voc, bundle.mel, NoiseSchedule.from_dict(entry["schedule"]),
             entry["scale_factor"], dev, dt, clap_source=clap_src,
@@ -164,6 +174,26 @@ class Generator:
 
             self._clap = load_clap(self._clap_source, self.device)
         return self._clap
+
+    @property
+    def categories(self) -> dict[str, dict[str, Any]]:
+        """The sound categories the U-Net was trained on (``{}`` when its manifest had none)."""
+        bundle = getattr(self, "bundle", None)
+        return bundle.component("unet").get("categories", {}) if bundle is not None else {}
+
+    def nearest_category(self, prompt: str) -> tuple[str, float] | None:
+        """The training category whose captions come closest to ``prompt`` (cosine of the text
+        encoder's pooled embeddings), or ``None`` when the bundle records no categories."""
+        cats = self.categories
+        if not cats:
+            return None
+        names = [c for c, info in cats.items() for _ in info["captions"]]
+        captions = [cap for info in cats.values() for cap in info["captions"]]
+        pooled = self.text_encoder.encode([prompt, *captions]).pooled.float()
+        pooled = nn.functional.normalize(pooled, dim=-1)
+        sims = pooled[1:] @ pooled[0]
+        best = int(sims.argmax())
+        return names[best], float(sims[best])
 
     # -- sampling ---------------------------------------------------------------------------
     def predict_noise(

@@ -19,6 +19,7 @@ import os
 from dataclasses import asdict, replace
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -76,6 +77,7 @@ class LDMTask:
         self.ddpm = schedule.ddpm()
         self.melspec = MelSpectrogram(bundle.mel)
         self._vocoder = None
+        self.categories: dict[str, dict[str, Any]] = {}
 
     def config_dict(self) -> dict[str, Any]:
         return {
@@ -203,8 +205,25 @@ class LDMTask:
                 "schedule": self.schedule.to_dict(),
                 "text_encoder": self.encoder.spec,
                 "crop_frames": self.cfg.crop_frames,
+                **({"categories": self.categories} if self.categories else {}),
             },
         )
+
+
+def training_categories(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Category → ``{"clips": n, "captions": its 5 most common captions}`` over the train split,
+    recorded in the bundle so ``generate`` can say what the model knows; ``{}`` when the manifest
+    has no ``category`` column."""
+    if "category" not in df.columns:
+        return {}
+    train = df[(df["split"] == "train") & df["category"].notna() & (df["category"] != "")]
+    return {
+        str(c): {
+            "clips": len(g),
+            "captions": [str(x) for x in g["caption"].value_counts().index[:5]],
+        }
+        for c, g in sorted(train.groupby("category"), key=lambda kv: -len(kv[1]))
+    }
 
 
 def resolve_config(
@@ -299,6 +318,9 @@ def train_ldm(
         from stages.reprogram import Reprogrammer
 
         events = read_manifest(reprogram)
+        if "split" in events.columns:
+            # valid/test recordings must not reach training through a composition either
+            events = events[events["split"] == "train"]
         # compositions fit the training crop, so the caption describes all that is heard
         crop_s = mel.samples_for(cfg.crop_frames) / mel.sample_rate
         reprogrammer = Reprogrammer.from_manifests(None, events, mel.sample_rate, crop_s)
@@ -306,6 +328,7 @@ def train_ldm(
         cfg, unet_cfg, schedule, cache, clips, bundle, vae, encoder, train_cfg.seed,
         val_captions, reprogrammer,
     )  # fmt: skip
+    task.categories = training_categories(df)
     summary = train(task, bundle.root, replace(train_cfg), resume=resume)
     summary.update(
         skipped=clips.failures,

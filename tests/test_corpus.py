@@ -279,3 +279,36 @@ def test_distill_clap_picks_captions_among_rule_phrases(tmp_path: Path) -> None:
     df = read_manifest(report.manifest)
     assert len(df) == 8 and df["clap_score"].notna().all()
     assert all(c in list(p) for c, p in zip(df["caption"], df["phrases"], strict=True))
+
+
+def test_slice_lays_out_category_folders_and_a_test_manifest(tmp_path: Path) -> None:
+    from maa_cli.cli import app
+    from maa_cli.manifest import write_manifest
+    from stages.corpus_slice import slice_corpus
+
+    corpus = tmp_path / "corpus"
+    rows = []
+    for cat in ("rain", "big cat"):
+        for i, split in enumerate(["train"] * 5 + ["test"] * 2):
+            name = f"clips/{cat}_{i}.flac"
+            (corpus / "clips").mkdir(parents=True, exist_ok=True)
+            write_audio(corpus / name, noise(0.3, 22050, seed=i), 22050)
+            rows.append({"audio_path": name, "caption": f"{cat} sound", "duration": 0.3,
+                         "sample_rate": 22050, "source": "pkg", "split": split, "category": cat,
+                         "license": "CC0-1.0", "original_path": f"usr/{i}"})  # fmt: skip
+    write_manifest(pd.DataFrame(rows), corpus / "manifest.parquet")
+    res = CliRunner().invoke(app, ["corpus", "slice", str(corpus / "manifest.parquet"), "-o",
+                                   str(tmp_path / "s"), "--categories", "rain,big cat",
+                                   "--per-category", "3"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "s/audio/rain").iterdir())) == 3
+    assert len(list((tmp_path / "s/audio/big_cat").iterdir())) == 3
+    test = read_manifest(tmp_path / "s/test.parquet")
+    assert len(test) == 4 and set(test["split"]) == {"test"}
+    assert all((tmp_path / "s" / p).is_file() for p in test["audio_path"])
+    sources = read_manifest(tmp_path / "s/sources.parquet")
+    assert len(sources) == 10 and set(sources["license"]) == {"CC0-1.0"}
+    with pytest.raises(MaaError, match="no clips of category dog"):
+        slice_corpus(corpus / "manifest.parquet", tmp_path / "t", ["dog"], 3)
+    with pytest.raises(MaaError, match="not empty"):
+        slice_corpus(corpus / "manifest.parquet", tmp_path / "s", ["rain"], 3)

@@ -35,7 +35,11 @@ def bundle_dir(tmp_path_factory):
     ref, enc_cfg = load_text_encoder("minilm").reference()
     bundle.set_reference("text_encoder", "text_encoder", ref, enc_cfg)
     unet_cfg = get_unet_config("tiny").with_text_width(384)
-    extra = {"scale_factor": 0.8, "schedule": NoiseSchedule().to_dict()}
+    cats = {
+        "rain": {"clips": 3, "captions": ["rain falling steadily", "heavy rain"]},
+        "dog": {"clips": 2, "captions": ["a dog barking"]},
+    }
+    extra = {"scale_factor": 0.8, "schedule": NoiseSchedule().to_dict(), "categories": cats}
     bundle.save_module("unet", build_unet(unet_cfg), "unet", unet_cfg.to_dict(), extra)
     clap_cfg = get_clap_config("tiny")
     bundle.save_module("clap", Clap(clap_cfg), "clap", clap_cfg.to_dict())
@@ -182,7 +186,6 @@ def test_cli_generate_single_batch_and_errors(bundle_dir, tmp_path):
         (["generate", "x", "-o", str(tmp_path / "missing" / "x.wav"), *base], "does not exist"),
         (["generate", "x", "-o", str(not_a_dir / "x.wav"), *base], "does not exist"),
         (["generate", "x", "-o", str(bad / "x.mp4"), *base], "unsupported"),
-        (["generate", "x", "-o", str(bad / "x.wav")], "pass --bundle"),
         (["generate", "x", "-o", str(bad / "x.wav"), "--bundle", str(bad)], "not a maa bundle"),
         (["generate", "x", "-o", str(bad / "x.wav"), *base, "--candidates", "0"], "candidates"),
     ]
@@ -191,6 +194,38 @@ def test_cli_generate_single_batch_and_errors(bundle_dir, tmp_path):
         assert res.exit_code == 2, (args, res.output)
         assert message in " ".join(res.output.split()), (message, res.output)
     assert list(bad.iterdir()) == []  # no partial files
+
+
+def test_default_bundle_missing_says_what_to_pass(tmp_path, monkeypatch):
+    import maa_cli.system
+
+    monkeypatch.setattr(maa_cli.system, "ASSETS", tmp_path / "assets")
+    res = CliRunner().invoke(app, ["generate", "x", "-o", str(tmp_path / "x.wav")])
+    assert res.exit_code == 2 and "pass --bundle" in " ".join(res.output.split())
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_out_of_domain_prompt_gets_a_note_and_still_generates(gen, bundle_dir, tmp_path):
+    from maa_cli.generate import OUT_OF_DOMAIN_COSINE
+
+    assert set(gen.categories) == {"rain", "dog"}
+    cat, sim = gen.nearest_category("a dog barks in the rain")
+    assert cat == "dog" and sim >= OUT_OF_DOMAIN_COSINE
+    cat, sim = gen.nearest_category("a lecture on quantum physics")
+    assert sim < OUT_OF_DOMAIN_COSINE
+    runner = CliRunner()
+    base = ["--bundle", str(bundle_dir), "--device", "cpu", "--steps", "2", "--vocoder",
+            "griffin-lim", "--duration", "0.5"]  # fmt: skip
+    res = runner.invoke(app, ["generate", "a lecture on quantum physics", "-o",
+                              str(tmp_path / "far.wav"), *base])  # fmt: skip
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0, res.output
+    assert "far from the 2 sound categories" in text and "--list-categories" in text
+    assert (tmp_path / "far.wav").is_file()
+    res = runner.invoke(app, ["generate", "a dog barking", "-o", str(tmp_path / "d.wav"), *base])
+    assert res.exit_code == 0 and "far from" not in res.output
+    res = runner.invoke(app, ["generate", "--list-categories", "--bundle", str(bundle_dir)])
+    assert res.exit_code == 0 and "rain falling steadily" in res.output and "dog" in res.output
 
 
 def test_cli_cuda_requested_without_gpu(bundle_dir, tmp_path, monkeypatch):

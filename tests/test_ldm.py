@@ -25,7 +25,7 @@ from maa_cli.models.vae import VAE_PRESETS, build_vae
 from maa_cli.testing import bursts, chirp, noise, tone
 from maa_cli.text import load_text_encoder
 from maa_cli.trainer import TrainConfig
-from stages.ldm import train_ldm
+from stages.ldm import train_ldm, training_categories
 from stages.ldm_data import (
     LatentDataset,
     LDMConfig,
@@ -180,7 +180,7 @@ def test_cache_is_keyed_by_manifest_and_crop(data, tmp_path):
 def test_cli_dynamic_reprogramming(data, tmp_path):
     bundle = _bundle(data, tmp_path)
     args = ["train-ldm", "--manifest", str(data / "m.parquet"), "--bundle", str(bundle),
-            "--max-steps", "2", "--batch-size", "4", "--no-ema", "--device", "cpu",
+            "--max-steps", "2", "--batch-size", "4", "--ema", "0", "--device", "cpu",
             "--crop-seconds", "0.5",
             "--reprogram", str(data / "events.parquet"), "--reprogram-prob", "1.0",
             "--prediction", "v_prediction"]  # fmt: skip
@@ -216,3 +216,17 @@ def test_paper_unet_size_and_schedule():
     assert sched.config.num_train_timesteps == 1000
     assert float(sched.betas[0]) == pytest.approx(0.00085)
     assert float(sched.betas[-1]) == pytest.approx(0.012)
+
+
+def test_training_categories_come_from_the_train_split():
+    df = pd.DataFrame(
+        {
+            "caption": ["rain", "heavy rain", "rain", "a dog", "a dog", "thunder"],
+            "category": ["rain", "rain", "rain", "dog", "dog", "thunder"],
+            "split": ["train", "train", "train", "train", "train", "test"],
+        }
+    )
+    cats = training_categories(df)
+    assert list(cats) == ["rain", "dog"]  # most clips first; test-only categories left out
+    assert cats["rain"] == {"clips": 3, "captions": ["rain", "heavy rain"]}
+    assert training_categories(df.drop(columns="category")) == {}

@@ -1,4 +1,4 @@
-"""``maa corpus build|stats``: the labelled corpus from Debian sound packages."""
+"""``maa corpus build|stats|slice``: the labelled corpus from Debian sound packages."""
 
 from __future__ import annotations
 
@@ -106,6 +106,29 @@ def stats_cmd(
     console.print(_table("splits", df["split"].value_counts().to_dict(), total))
     console.print(
         f"{total} clips, {df['duration'].sum() / 3600:.2f} h, {df['category'].nunique()} categories"
+    )
+
+
+@corpus_app.command("slice")
+@handle_errors
+def slice_cmd(
+    manifest: Path = typer.Argument(..., help="A corpus manifest (.parquet)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the slice."),
+    categories: str = typer.Option(..., help="Comma-separated categories, e.g. rain,horse."),
+    per_category: int = typer.Option(20, help="Train clips copied per category (at most)."),
+    seed: int = typer.Option(0, help="Seed of the train-clip sample."),
+) -> None:
+    """Copy a balanced slice into OUT/audio/<category>/ (to caption with `maa distill`) and the
+    test clips of those categories into OUT/test/ with OUT/test.parquet (to evaluate against)."""
+    from stages.corpus_slice import slice_corpus
+
+    cats = [c.strip() for c in categories.split(",") if c.strip()]
+    report = slice_corpus(manifest, out, cats, per_category, seed)
+    for c in cats:
+        console.print(f"{c}: {report.train[c]} train, {report.test[c]} test", highlight=False)
+    console.print(
+        f"wrote [bold]{out}[/]: audio/ ({sum(report.train.values())} clips), test/ and "
+        f"test.parquet ({sum(report.test.values())} clips), sources.parquet"
     )
 
 

@@ -33,7 +33,9 @@ def train_ldm_cmd(
     lr: float = typer.Option(None, help="AdamW learning rate (default: the preset's)."),
     warmup: int = typer.Option(None, help="Linear warm-up steps (default: the preset's)."),
     precision: str = PRECISION,
-    ema: bool = typer.Option(True, "--ema/--no-ema", help="Export EMA weights (decay 0.9999)."),
+    ema: float = typer.Option(
+        0.9999, help="EMA decay of the exported weights (0: export the raw weights)."
+    ),
     crop_seconds: float = typer.Option(
         None, help="Training crop in seconds, rounded up to 8 frames (default: the preset's)."
     ),
@@ -55,7 +57,7 @@ def train_ldm_cmd(
 
     cfg = train_config(
         max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
-        ema=0.9999 if ema else None, ckpt_every=ckpt_every, val_every=val_every, seed=seed,
+        ema=ema or None, ckpt_every=ckpt_every, val_every=val_every, seed=seed,
         device=device,
     )  # fmt: skip
     summary = train_ldm(
@@ -104,6 +106,9 @@ def generate_cmd(
     png: bool = typer.Option(False, "--png", help="Also write the spectrogram as a .png."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     dtype: str = typer.Option("auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
+    list_categories: bool = typer.Option(
+        False, "--list-categories", help="Print the sound categories the bundle was trained on."
+    ),
 ) -> None:
     """Generate audio from text with a trained bundle."""
     from maa_cli.errors import MaaError
@@ -116,6 +121,9 @@ def generate_cmd(
         read_prompts,
     )
 
+    if list_categories:
+        _print_categories(bundle or _default_bundle())
+        return
     batch = prompts is not None
     if batch and (prompt is not None or output is not None):
         raise MaaError("pass either PROMPT -o OUT or --prompts FILE --out-dir DIR, not both")
@@ -153,6 +161,7 @@ def generate_cmd(
     warning = getattr(gen.vocoder, "warning", None)
     if warning:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    _note_out_of_domain(gen, texts, bundle)
     if batch:
         df = generate_batch(gen, texts, out_dir, png=png, seed=seed, **kwargs)
         console.print(f"wrote {len(df)} file(s) and generated.parquet to [bold]{out_dir}[/]")
@@ -164,6 +173,50 @@ def generate_cmd(
         f"{score})",
         highlight=False,
     )
+
+
+def _note_out_of_domain(gen, texts: list[str], bundle: Path | None) -> None:
+    """One line when a prompt is far from every category the bundle was trained on."""
+    from maa_cli.generate import OUT_OF_DOMAIN_COSINE
+
+    far = []
+    for text in texts:
+        near = gen.nearest_category(text)
+        if near is not None and near[1] < OUT_OF_DOMAIN_COSINE:
+            far.append((text, near))
+    if not far:
+        return
+    which = "--list-categories" + (f" --bundle {bundle}" if bundle else "")
+    text, (cat, sim) = far[0]
+    what = f"{text!r} is" if len(far) == 1 else f"{len(far)} prompts (e.g. {text!r}) are"
+    console.print(
+        f"[yellow]note:[/] {what} far from the {len(gen.categories)} sound categories this "
+        f"model was trained on (nearest: {cat}, similarity {sim:.2f}); it still generates, "
+        f"but expect a loose match. See them with `maa generate {which}` or MODEL_CARD.md.",
+        highlight=False,
+    )
+
+
+def _print_categories(bundle: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from maa_cli.bundle import Bundle
+    from maa_cli.errors import MaaError
+
+    b = Bundle.open(bundle)
+    cats = b.component("unet").get("categories") if b.has("unet") else None
+    if not cats:
+        raise MaaError(
+            f"{b.root}: the bundle records no categories (its training manifest had no "
+            "'category' column)"
+        )
+    table = Table(title=f"{len(cats)} categories of {b.root}")
+    for col in ("category", "train clips", "example caption"):
+        table.add_column(col)
+    for name, info in cats.items():
+        table.add_row(name, str(info["clips"]), info["captions"][0])
+    Console().print(table)  # stdout: the list is the command's output
 
 
 def _schedule():

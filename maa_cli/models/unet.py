@@ -94,8 +94,9 @@ class UNetConfig:
 
 UNET_PRESETS: dict[str, UNetConfig] = {
     "paper": UNetConfig(),
+    # 4.6 M parameters (18.6 MB): the shipped bundle, trained in under an hour on a 2-core CPU
     "default": UNetConfig(
-        block_out_channels=(128, 256), layers_per_block=2, num_heads=8, crop_seconds=5.0
+        block_out_channels=(64, 128), layers_per_block=1, num_heads=4, crop_seconds=5.0
     ),
     "tiny": UNetConfig(
         block_out_channels=(16, 32),

@@ -53,7 +53,11 @@ class VAEConfig:
 VAE_PRESETS: dict[str, VAEConfig] = {
     "paper": VAEConfig(),
     "default": VAEConfig(
-        block_out_channels=(32, 64, 128, 128), layers_per_block=1, norm_num_groups=16
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=1,
+        norm_num_groups=16,
+        shift=-5.0,
+        scale=5.0,
     ),
     "tiny": VAEConfig(
         block_out_channels=(8, 16, 16, 32),

@@ -1,0 +1,181 @@
+"""Quality of a text-to-audio bundle on a corpus's held-out test split (MODEL_CARD.md's table).
+
+For each evaluated category (at least ``--min-test`` test clips and ``--min-train`` train clips)
+one caption — the most common caption of its test clips — is generated ``--per-caption`` times
+(5 s, the default sampler). With the CLAP (the shipped one unless ``--clap``):
+
+* ``clap_score`` — mean cosine between a clip and its category caption, for the generated clips
+  and, as the reference, for the real test clips of the same categories;
+* ``accuracy`` — zero-shot category accuracy: a clip counts as right when its category caption
+  is the closest of all evaluated captions (chance = 1 / categories);
+* ``fd_matched`` / ``fd_shuffled`` — category-conditional Fréchet distance of CLAP audio
+  embeddings: the mean over categories of FD(clips generated for c, real test clips of c), and
+  the same with each category's generated clips replaced by those of another category (a fixed
+  derangement). Over the whole set the two would be identical (the same clips), so the
+  comparison has to be made per category: it says whether the caption steers the audio;
+* ``evaluate`` — ``maa evaluate`` (FD on CLAP embeddings and the CLAP score; KL and IS need the
+  PANNs checkpoint, which is not shipped) of all generated clips against the real test clips of
+  those categories.
+
+    python bench/bench_quality.py [--corpus corpus] [--bundle DIR] [--clap DIR] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import report
+from maa_cli.audio import load_audio, write_audio
+from maa_cli.clap import default_clap, load_clap
+from maa_cli.generate import Generator
+from maa_cli.manifest import audio_paths, read_manifest, write_manifest
+from maa_cli.metrics import frechet_distance_features
+from maa_cli.system import ASSETS
+
+
+def pick_categories(df: pd.DataFrame, min_test: int, min_train: int) -> dict[str, str]:
+    """Category → caption (its test clips' most common caption) for well-represented ones."""
+    test, train = df[df["split"] == "test"], df[df["split"] == "train"]
+    n_test, n_train = test["category"].value_counts(), train["category"].value_counts()
+    cats = [c for c in n_test.index if n_test[c] >= min_test and n_train.get(c, 0) >= min_train]
+    return {c: test.loc[test["category"] == c, "caption"].value_counts().index[0] for c in cats}
+
+
+def derangement(n: int, seed: int = 0) -> list[int]:
+    """A seeded permutation of ``range(n)`` with no fixed point."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if n < 2 or not (perm == np.arange(n)).any():
+            return perm.tolist()
+
+
+def conditional_fd(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], order: list[str],
+                   perm: list[int]) -> float:  # fmt: skip
+    """Mean over categories ``c`` of FD(gen[order[perm[i]]], real[c])."""
+    fds = [
+        frechet_distance_features(gen[order[perm[i]]], real[c], method="svd")
+        for i, c in enumerate(order)
+    ]
+    return float(np.mean(fds))
+
+
+def flat_numbers(tree: dict, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a nested report as ``a.b`` → value."""
+    out: dict[str, float] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat_numbers(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--corpus", type=Path, default=Path("corpus"), help="`make corpus` output")
+    p.add_argument("--bundle", type=Path, default=ASSETS / "default_bundle")
+    p.add_argument("--clap", type=Path, default=None, help="CLAP bundle (default: shipped)")
+    p.add_argument("--per-caption", type=int, default=10)
+    p.add_argument("--min-test", type=int, default=2)
+    p.add_argument("--min-train", type=int, default=10)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
+    p.add_argument("--quick", action="store_true", help="2 clips per caption")
+    args = p.parse_args()
+    per = 2 if args.quick else args.per_caption
+    t0 = time.perf_counter()
+    if not (args.corpus / "manifest.parquet").is_file():
+        print(f"skipped: no corpus at {args.corpus} (run `make corpus` or pass --corpus DIR)")
+        return
+
+    df = read_manifest(args.corpus / "manifest.parquet")
+    captions = pick_categories(df, args.min_test, args.min_train)
+    order = sorted(captions)
+    print(f"{len(order)} categories, {per} clips each: {', '.join(order)}")
+    gen = Generator.from_bundle(args.bundle, device="cpu")
+    clap_path = args.clap or default_clap()
+    clap = load_clap(clap_path)
+    sr = int(gen.vocoder.sample_rate)
+
+    out = args.work / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    rows, gen_audio = [], {}
+    for k, c in enumerate(order):
+        clips = gen.generate([captions[c]] * per, duration=args.duration, seed=1000 * k,
+                             batch_size=per)  # fmt: skip
+        gen_audio[c] = [clip.wave for clip in clips]
+        for j, clip in enumerate(clips):
+            name = f"{c.replace(' ', '_')}_{j:02d}.wav"
+            write_audio(out / name, clip.wave, sr)
+            rows.append({"audio_path": name, "caption": captions[c], "duration": args.duration,
+                         "sample_rate": sr, "source": "maa generate", "split": "test",
+                         "category": c})  # fmt: skip
+        print(f"  {c}: generated ({time.perf_counter() - t0:.0f} s)")
+    gen_df = pd.DataFrame(rows)
+    write_manifest(gen_df, out / "generated.parquet")
+
+    test = df[(df["split"] == "test") & df["category"].isin(order)].reset_index(drop=True)
+    test.attrs = df.attrs
+    real_audio: dict[str, list[torch.Tensor]] = {c: [] for c in order}
+    for path, c in zip(audio_paths(test), test["category"], strict=True):
+        real_audio[c].append(load_audio(path, sr)[0])
+    ref = test.copy()
+    ref["audio_path"] = [str(x) for x in audio_paths(test)]
+    write_manifest(ref, args.work / "real_test.parquet")
+
+    with torch.no_grad():
+        text = clap.embed_text([captions[c] for c in order]).float().numpy()
+        gen_emb = {c: clap.embed_audio(gen_audio[c], sr).float().numpy() for c in order}
+        real_emb = {c: clap.embed_audio(real_audio[c], sr).float().numpy() for c in order}
+
+    def stats(emb: dict[str, np.ndarray]) -> tuple[float, float]:
+        score, right, n = 0.0, 0, 0
+        for i, c in enumerate(order):
+            sims = emb[c] @ text.T
+            score += float(sims[:, i].sum())
+            right += int((sims.argmax(axis=1) == i).sum())
+            n += len(sims)
+        return score / n, right / n
+
+    g_score, g_acc = stats(gen_emb)
+    r_score, r_acc = stats(real_emb)
+    ident = list(range(len(order)))
+    fd_m = conditional_fd(gen_emb, real_emb, order, ident)
+    fd_s = conditional_fd(gen_emb, real_emb, order, derangement(len(order)))
+    ev_path = args.work / "evaluate.json"
+    subprocess.run(
+        [str(Path(sys.executable).parent / "maa"), "evaluate", "-g", str(out / "generated.parquet"),
+         "-r", str(args.work / "real_test.parquet"), "--metrics", "fd,clap",
+         "--embedder", f"clap:{clap_path}", "--clap", str(clap_path), "-o", str(ev_path)],
+        check=True,
+    )  # fmt: skip
+    ev = json.loads(ev_path.read_text())
+    rows_out = [
+        {"set": "generated", "clips": sum(map(len, gen_emb.values())), "clap_score": g_score,
+         "accuracy": g_acc, "fd_matched": fd_m, "fd_shuffled": fd_s},
+        {"set": "real test", "clips": sum(map(len, real_emb.values())), "clap_score": r_score,
+         "accuracy": r_acc},
+    ]  # fmt: skip
+    rows_out.append({"set": "maa evaluate", **flat_numbers(ev["metrics"])})
+    notes = (
+        f"{len(order)} categories (chance {1 / len(order):.3f}), {per} clips per caption, "
+        f"{args.duration:g} s, bundle {args.bundle}, CLAP {clap_path}; "
+        f"fd_shuffled/fd_matched = {fd_s / fd_m:.2f}; total {time.perf_counter() - t0:.0f} s"
+    )
+    report("quality", rows_out, notes)
+
+
+if __name__ == "__main__":
+    main()
