@@ -99,6 +99,7 @@ class Generator:
         self.mel, self.schedule, self.scale_factor = mel, schedule, float(scale_factor)
         self.device, self.dtype = torch.device(device), dtype
         self._clap, self._clap_source = clap, clap_source
+        self._caption_index: tuple[list[str], torch.Tensor] | None = None
         cross = getattr(unet.config, "cross_attention_dim", None)
         if cross is not None and int(cross) != text_encoder.width:
             raise BundleError(
@@ -179,21 +180,30 @@ class Generator:
     def categories(self) -> dict[str, dict[str, Any]]:
         """The sound categories the U-Net was trained on (``{}`` when its manifest had none)."""
         bundle = getattr(self, "bundle", None)
-        return bundle.component("unet").get("categories", {}) if bundle is not None else {}
+        return bundle_categories(bundle) if bundle is not None else {}
 
     def nearest_category(self, prompt: str) -> tuple[str, float] | None:
         """The training category whose captions come closest to ``prompt`` (cosine of the text
         encoder's pooled embeddings), or ``None`` when the bundle records no categories."""
-        cats = self.categories
-        if not cats:
-            return None
-        names = [c for c, info in cats.items() for _ in info["captions"]]
-        captions = [cap for info in cats.values() for cap in info["captions"]]
-        pooled = self.text_encoder.encode([prompt, *captions]).pooled.float()
-        pooled = nn.functional.normalize(pooled, dim=-1)
-        sims = pooled[1:] @ pooled[0]
-        best = int(sims.argmax())
-        return names[best], float(sims[best])
+        return self.nearest_categories([prompt])[0]
+
+    def nearest_categories(self, prompts: list[str]) -> list[tuple[str, float] | None]:
+        """:meth:`nearest_category` for many prompts; the captions are encoded once."""
+        if not self.categories:
+            return [None] * len(prompts)
+        if self._caption_index is None:
+            cats = self.categories
+            names = [c for c, info in cats.items() for _ in info["captions"]]
+            captions = [cap for info in cats.values() for cap in info["captions"]]
+            self._caption_index = (names, self._unit_pooled(captions))
+        names, index = self._caption_index
+        sims = self._unit_pooled(prompts) @ index.T
+        best = sims.argmax(dim=1).tolist()
+        return [(names[b], float(sims[i, b])) for i, b in enumerate(best)]
+
+    def _unit_pooled(self, texts: list[str]) -> torch.Tensor:
+        pooled = self.text_encoder.encode(texts).pooled.float()
+        return nn.functional.normalize(pooled, dim=-1)
 
     # -- sampling ---------------------------------------------------------------------------
     def predict_noise(
@@ -331,6 +341,11 @@ class Generator:
             clip.candidate, clip.candidate_scores = best, scores
             out.append(clip)
         return out
+
+
+def bundle_categories(bundle) -> dict[str, dict[str, Any]]:
+    """The categories a bundle's U-Net recorded at training (``{}`` without a U-Net or none)."""
+    return bundle.component("unet").get("categories", {}) if bundle.has("unet") else {}
 
 
 def _select(emb: TextEmbedding, rows: torch.Tensor) -> TextEmbedding:

@@ -26,7 +26,7 @@ from torch import nn
 from maa_cli.bundle import Bundle
 from maa_cli.data import AudioClips
 from maa_cli.errors import MaaError
-from maa_cli.manifest import read_manifest
+from maa_cli.manifest import read_manifest, select_split
 from maa_cli.mel import MelSpectrogram
 from maa_cli.models.unet import NoiseSchedule, UNetConfig, build_unet, get_unet_config
 from maa_cli.models.vae import SpectrogramVAE, load_vae
@@ -317,10 +317,8 @@ def train_ldm(
     if reprogram:
         from stages.reprogram import Reprogrammer
 
-        events = read_manifest(reprogram)
-        if "split" in events.columns:
-            # valid/test recordings must not reach training through a composition either
-            events = events[events["split"] == "train"]
+        # valid/test recordings must not reach training through a composition either
+        events = select_split(read_manifest(reprogram), "train")
         # compositions fit the training crop, so the caption describes all that is heard
         crop_s = mel.samples_for(cfg.crop_frames) / mel.sample_rate
         reprogrammer = Reprogrammer.from_manifests(None, events, mel.sample_rate, crop_s)

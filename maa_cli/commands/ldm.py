@@ -179,11 +179,8 @@ def _note_out_of_domain(gen, texts: list[str], bundle: Path | None) -> None:
     """One line when a prompt is far from every category the bundle was trained on."""
     from maa_cli.generate import OUT_OF_DOMAIN_COSINE
 
-    far = []
-    for text in texts:
-        near = gen.nearest_category(text)
-        if near is not None and near[1] < OUT_OF_DOMAIN_COSINE:
-            far.append((text, near))
+    nearest = gen.nearest_categories(texts)
+    far = [(t, n) for t, n in zip(texts, nearest, strict=True) if n and n[1] < OUT_OF_DOMAIN_COSINE]
     if not far:
         return
     which = "--list-categories" + (f" --bundle {bundle}" if bundle else "")
@@ -203,9 +200,10 @@ def _print_categories(bundle: Path) -> None:
 
     from maa_cli.bundle import Bundle
     from maa_cli.errors import MaaError
+    from maa_cli.generate import bundle_categories
 
     b = Bundle.open(bundle)
-    cats = b.component("unet").get("categories") if b.has("unet") else None
+    cats = bundle_categories(b)
     if not cats:
         raise MaaError(
             f"{b.root}: the bundle records no categories (its training manifest had no "
