@@ -65,7 +65,7 @@ default-bundle: install
 		--preset default --max-steps 1000 --batch-size 8 --crop-frames 128 --seed 0 \
 		--device $(DEVICE) --ckpt-every 200 $(if $(wildcard $(DB)/model/train/vae),--resume)
 	$(VENV)/bin/maa train-ldm --manifest $(CORPUS)/manifest.parquet --bundle $(DB)/model \
-		--preset default --max-steps 2000 --batch-size 16 --crop-seconds 5 --lr 3e-4 \
+		--preset default --max-steps 4000 --batch-size 16 --crop-seconds 5 --lr 3e-4 \
 		--warmup 100 --ema 0.999 --reprogram $(CORPUS)/manifest.parquet --reprogram-prob 0.25 \
 		--seed 0 --device $(DEVICE) --ckpt-every 200 \
 		$(if $(wildcard $(DB)/model/train/unet),--resume)

@@ -20,6 +20,12 @@ one caption — the most common caption of its test clips — is generated ``--p
   those categories.
 
     python bench/bench_quality.py [--corpus corpus] [--bundle DIR] [--clap DIR] [--quick]
+                                  [--guidance G ...]
+
+``--prompt`` (default "a dog barking in rain") is generated too, and each of its clips is
+counted under its nearest category (``quality_prompt.json``). Several ``--guidance`` values run
+one sweep (the same seeds per value); each writes ``quality_g<G>.json`` etc., except the
+generator's default, which writes ``quality.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import report
 from maa_cli.audio import load_audio, write_audio
 from maa_cli.clap import default_clap, load_clap
-from maa_cli.generate import Generator
+from maa_cli.generate import DEFAULT_GUIDANCE, Generator
 from maa_cli.manifest import audio_paths, read_manifest, write_manifest
 from maa_cli.metrics import frechet_distance_features
 from maa_cli.system import ASSETS
@@ -70,16 +77,6 @@ def derangement(n: int, seed: int = 0) -> list[int]:
             return perm.tolist()
 
 
-def conditional_fd(gen: dict[str, np.ndarray], real: dict[str, np.ndarray], order: list[str],
-                   perm: list[int]) -> float:  # fmt: skip
-    """Mean over categories ``c`` of FD(gen[order[perm[i]]], real[c])."""
-    fds = [
-        frechet_distance_features(gen[order[perm[i]]], real[c], method="svd")
-        for i, c in enumerate(order)
-    ]
-    return float(np.mean(fds))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--corpus", type=Path, default=Path("corpus"), help="`make corpus` output")
@@ -91,6 +88,10 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--work", type=Path, default=Path("runs/bench-quality"))
     p.add_argument("--quick", action="store_true", help="2 clips per caption")
+    p.add_argument("--guidance", type=float, nargs="+", default=[DEFAULT_GUIDANCE],
+                   help="classifier-free guidance scale(s) to measure")  # fmt: skip
+    p.add_argument("--prompt", default="a dog barking in rain",
+                   help="also generate it; count each clip's nearest category")  # fmt: skip
     args = p.parse_args()
     per = 2 if args.quick else args.per_caption
     t0 = time.perf_counter()
@@ -107,23 +108,6 @@ def main() -> None:
     clap = load_clap(clap_path)
     sr = int(gen.vocoder.sample_rate)
 
-    out = args.work / "generated"
-    out.mkdir(parents=True, exist_ok=True)
-    rows, gen_audio = [], {}
-    for k, c in enumerate(order):
-        clips = gen.generate([captions[c]] * per, duration=args.duration, seed=1000 * k,
-                             batch_size=per)  # fmt: skip
-        gen_audio[c] = [clip.wave for clip in clips]
-        for j, clip in enumerate(clips):
-            name = f"{c.replace(' ', '_')}_{j:02d}.wav"
-            write_audio(out / name, clip.wave, sr)
-            rows.append({"audio_path": name, "caption": captions[c], "duration": args.duration,
-                         "sample_rate": sr, "source": "maa generate", "split": "test",
-                         "category": c})  # fmt: skip
-        print(f"  {c}: generated ({time.perf_counter() - t0:.0f} s)")
-    gen_df = pd.DataFrame(rows)
-    write_manifest(gen_df, out / "generated.parquet")
-
     test = df[(df["split"] == "test") & df["category"].isin(order)].reset_index(drop=True)
     test.attrs = df.attrs
     real_audio: dict[str, list[torch.Tensor]] = {c: [] for c in order}
@@ -131,62 +115,121 @@ def main() -> None:
         real_audio[c].append(load_audio(path, sr)[0])
     ref = test.copy()
     ref["audio_path"] = [str(x) for x in audio_paths(test)]
+    args.work.mkdir(parents=True, exist_ok=True)
     write_manifest(ref, args.work / "real_test.parquet")
 
     known = gen.categories
     with torch.no_grad():
         text = clap.embed_text([captions[c] for c in order]).float().numpy()
         classes = np.stack([class_embedding(clap, captions[c], known.get(c, {})) for c in order])
-        gen_emb = {c: clap.embed_audio(gen_audio[c], sr).float().numpy() for c in order}
         real_emb = {c: clap.embed_audio(real_audio[c], sr).float().numpy() for c in order}
+    scorer = Scorer(order, text, classes, real_emb)
+    for guidance in args.guidance:
+        suffix = "" if guidance == DEFAULT_GUIDANCE else f"_g{guidance:g}"
+        work = args.work / f"generated{suffix}"
+        gen_emb = generate_set(gen, clap, captions, order, per, args.duration, guidance, work)
+        ev = run_evaluate(work / "generated.parquet", args.work / "real_test.parquet", clap_path)
+        g_per, r_per = scorer.per_category(gen_emb), scorer.per_category(real_emb)
+        g_score, g_acc = totals(g_per)
+        r_score, r_acc = totals(r_per)
+        fd_m = scorer.conditional_fd(gen_emb, list(range(len(order))))
+        fd_s = scorer.conditional_fd(gen_emb, derangement(len(order)))
+        rows_out = [
+            {"set": "generated", "clips": sum(map(len, gen_emb.values())), "clap_score": g_score,
+             "accuracy": g_acc, "fd_matched": fd_m, "fd_shuffled": fd_s},
+            {"set": "real test", "clips": sum(map(len, real_emb.values())), "clap_score": r_score,
+             "accuracy": r_acc},
+            {"set": "maa evaluate (all generated vs real test)", **ev},
+        ]  # fmt: skip
+        notes = (
+            f"{len(order)} categories (chance {1 / len(order):.3f}), {per} clips per caption, "
+            f"{args.duration:g} s, guidance {guidance:g}, bundle {args.bundle}, CLAP {clap_path}; "
+            f"fd_shuffled/fd_matched = {fd_s / fd_m:.2f}; total {time.perf_counter() - t0:.0f} s"
+        )
+        report(f"quality{suffix}", rows_out, notes)
+        cat_rows = [
+            {"category": c, "caption": captions[c], "gen_clap": g_per[c][0] / g_per[c][2],
+             "gen_accuracy": g_per[c][1] / g_per[c][2], "real_clap": r_per[c][0] / r_per[c][2],
+             "real_accuracy": r_per[c][1] / r_per[c][2], "real_clips": r_per[c][2]}
+            for c in order
+        ]  # fmt: skip
+        report(f"quality_categories{suffix}", cat_rows,
+               f"per category, {per} generated clips each, guidance {guidance:g}")  # fmt: skip
+        if args.prompt:
+            emb = generate_set(gen, clap, {"prompt": args.prompt}, ["prompt"], per,
+                               args.duration, guidance, work / "prompt")["prompt"]  # fmt: skip
+            nearest = Counter(order[i] for i in (emb @ classes.T).argmax(axis=1))
+            prompt_rows = [{"prompt": args.prompt, "nearest category": c, "clips": n}
+                           for c, n in nearest.most_common()]  # fmt: skip
+            report(f"quality_prompt{suffix}", prompt_rows,
+                   f"nearest of the {len(order)} categories by the CLAP, {per} clips")  # fmt: skip
 
-    def per_category(emb: dict[str, np.ndarray]) -> dict[str, tuple[float, int, int]]:
+
+class Scorer:
+    """CLAP-embedding scores of generated clips against the categories' captions and test clips."""
+
+    def __init__(self, order: list[str], text: np.ndarray, classes: np.ndarray,
+                 real_emb: dict[str, np.ndarray]) -> None:  # fmt: skip
+        self.order, self.text, self.classes, self.real_emb = order, text, classes, real_emb
+
+    def per_category(self, emb: dict[str, np.ndarray]) -> dict[str, tuple[float, int, int]]:
         """Category → (summed caption cosine, clips classified right, clips)."""
         out = {}
-        for i, c in enumerate(order):
-            right = int(((emb[c] @ classes.T).argmax(axis=1) == i).sum())
-            out[c] = (float((emb[c] @ text[i]).sum()), right, len(emb[c]))
+        for i, c in enumerate(self.order):
+            right = int(((emb[c] @ self.classes.T).argmax(axis=1) == i).sum())
+            out[c] = (float((emb[c] @ self.text[i]).sum()), right, len(emb[c]))
         return out
 
-    def totals(per: dict[str, tuple[float, int, int]]) -> tuple[float, float]:
-        n = sum(v[2] for v in per.values())
-        return sum(v[0] for v in per.values()) / n, sum(v[1] for v in per.values()) / n
+    def conditional_fd(self, gen_emb: dict[str, np.ndarray], perm: list[int]) -> float:
+        """Mean over categories ``c`` of FD(generated of ``order[perm[i]]``, real of ``c``)."""
+        order = self.order
+        fds = [
+            frechet_distance_features(gen_emb[order[perm[i]]], self.real_emb[c], method="svd")
+            for i, c in enumerate(order)
+        ]
+        return float(np.mean(fds))
 
-    g_per, r_per = per_category(gen_emb), per_category(real_emb)
-    g_score, g_acc = totals(g_per)
-    r_score, r_acc = totals(r_per)
-    ident = list(range(len(order)))
-    fd_m = conditional_fd(gen_emb, real_emb, order, ident)
-    fd_s = conditional_fd(gen_emb, real_emb, order, derangement(len(order)))
-    ev_path = args.work / "evaluate.json"
+
+def totals(per: dict[str, tuple[float, int, int]]) -> tuple[float, float]:
+    """(mean caption cosine, accuracy) over all clips of ``Scorer.per_category``'s result."""
+    n = sum(v[2] for v in per.values())
+    return sum(v[0] for v in per.values()) / n, sum(v[1] for v in per.values()) / n
+
+
+def generate_set(gen: Generator, clap, captions: dict[str, str], order: list[str], per: int,
+                 duration: float, guidance: float, out: Path) -> dict[str, np.ndarray]:  # fmt: skip
+    """Generate ``per`` clips per category into ``out`` (+ generated.parquet); CLAP embeddings."""
+    out.mkdir(parents=True, exist_ok=True)
+    sr = int(gen.vocoder.sample_rate)
+    rows, emb = [], {}
+    t0 = time.perf_counter()
+    for k, c in enumerate(order):
+        clips = gen.generate([captions[c]] * per, duration=duration, seed=1000 * k,
+                             batch_size=per, guidance=guidance)  # fmt: skip
+        for j, clip in enumerate(clips):
+            name = f"{c.replace(' ', '_')}_{j:02d}.wav"
+            write_audio(out / name, clip.wave, sr)
+            rows.append({"audio_path": name, "caption": captions[c], "duration": duration,
+                         "sample_rate": sr, "source": "maa generate", "split": "test",
+                         "category": c})  # fmt: skip
+        with torch.no_grad():
+            emb[c] = clap.embed_audio([clip.wave for clip in clips], sr).float().numpy()
+        print(f"  {c}: generated, guidance {guidance:g} ({time.perf_counter() - t0:.0f} s)")
+    write_manifest(pd.DataFrame(rows), out / "generated.parquet")
+    return emb
+
+
+def run_evaluate(generated: Path, real: Path, clap_path: Path) -> dict[str, float]:
+    """``maa evaluate`` (FD on CLAP embeddings, CLAP score) of ``generated`` against ``real``."""
+    ev_path = generated.parent / "evaluate.json"
     subprocess.run(
-        [str(Path(sys.executable).parent / "maa"), "evaluate", "-g", str(out / "generated.parquet"),
-         "-r", str(args.work / "real_test.parquet"), "--metrics", "fd,clap",
-         "--embedder", f"clap:{clap_path}", "--clap", str(clap_path), "-o", str(ev_path)],
+        [str(Path(sys.executable).parent / "maa"), "evaluate", "-g", str(generated),
+         "-r", str(real), "--metrics", "fd,clap", "--embedder", f"clap:{clap_path}",
+         "--clap", str(clap_path), "-o", str(ev_path)],
         check=True,
     )  # fmt: skip
     ev = json.loads(ev_path.read_text())
-    rows_out = [
-        {"set": "generated", "clips": sum(map(len, gen_emb.values())), "clap_score": g_score,
-         "accuracy": g_acc, "fd_matched": fd_m, "fd_shuffled": fd_s},
-        {"set": "real test", "clips": sum(map(len, real_emb.values())), "clap_score": r_score,
-         "accuracy": r_acc},
-    ]  # fmt: skip
-    evaluated = {f"evaluate_{m['metric']}_{m['backbone']}": m["value"] for m in ev["metrics"]}
-    rows_out.append({"set": "maa evaluate (all generated vs real test)", **evaluated})
-    notes = (
-        f"{len(order)} categories (chance {1 / len(order):.3f}), {per} clips per caption, "
-        f"{args.duration:g} s, bundle {args.bundle}, CLAP {clap_path}; "
-        f"fd_shuffled/fd_matched = {fd_s / fd_m:.2f}; total {time.perf_counter() - t0:.0f} s"
-    )
-    report("quality", rows_out, notes)
-    cat_rows = [
-        {"category": c, "caption": captions[c], "gen_clap": g_per[c][0] / g_per[c][2],
-         "gen_accuracy": g_per[c][1] / g_per[c][2], "real_clap": r_per[c][0] / r_per[c][2],
-         "real_accuracy": r_per[c][1] / r_per[c][2], "real_clips": r_per[c][2]}
-        for c in order
-    ]  # fmt: skip
-    report("quality_categories", cat_rows, f"per category, {per} generated clips each")
+    return {f"evaluate_{m['metric']}_{m['backbone']}": m["value"] for m in ev["metrics"]}
 
 
 if __name__ == "__main__":
