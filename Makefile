@@ -51,7 +51,7 @@ corpus: install
 
 # the shipped default model, trained from the corpus with the toolkit's own commands, seed 0:
 # CLAP (reranking/scoring) → VAE → U-Net on MiniLM with dynamic reprogramming; the vocoder is the
-# pretrained HiFi-GAN referenced from its package. About 1 h 50 min on a 2-core CPU; on a GPU add
+# pretrained HiFi-GAN referenced from its package. About 2 h 25 min on a 2-core CPU; on a GPU add
 # DEVICE=cuda. `make default-bundle-install` copies the exported weights into maa_cli/assets.
 DEVICE ?= cpu
 DB := runs/default-bundle

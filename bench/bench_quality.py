@@ -124,14 +124,15 @@ def main() -> None:
         classes = np.stack([class_embedding(clap, captions[c], known.get(c, {})) for c in order])
         real_emb = {c: clap.embed_audio(real_audio[c], sr).float().numpy() for c in order}
     scorer = Scorer(order, text, classes, real_emb)
+    r_per = scorer.per_category(real_emb)
+    r_score, r_acc = totals(r_per)
     for guidance in args.guidance:
         suffix = "" if guidance == DEFAULT_GUIDANCE else f"_g{guidance:g}"
         work = args.work / f"generated{suffix}"
         gen_emb = generate_set(gen, clap, captions, order, per, args.duration, guidance, work)
         ev = run_evaluate(work / "generated.parquet", args.work / "real_test.parquet", clap_path)
-        g_per, r_per = scorer.per_category(gen_emb), scorer.per_category(real_emb)
+        g_per = scorer.per_category(gen_emb)
         g_score, g_acc = totals(g_per)
-        r_score, r_acc = totals(r_per)
         fd_m = scorer.conditional_fd(gen_emb, list(range(len(order))))
         fd_s = scorer.conditional_fd(gen_emb, derangement(len(order)))
         rows_out = [
