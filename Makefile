@@ -4,15 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BENCH_ARGS ?= --quick
 
-.PHONY: install test lint format bench quickstart corpus default-bundle default-bundle-install demo clean
+.PHONY: install lock test lint format bench quickstart corpus default-bundle default-bundle-install demo clean
 
-install: $(VENV)/.installed
+# the exact versions of requirements.lock into .venv (maa itself editable); repairs a broken venv
+install:
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@
+# refresh requirements.lock deliberately: newest releases allowed by pyproject.toml, torch held at
+# TORCH (default 2.13.0); then `make test` and commit the lock
+lock:
+	PYTHON=$(PYTHON) scripts/lock.sh
 
 # pytest exits 5 when it collects no tests; make treats that as a failure, as it should
 test: install
@@ -52,10 +53,10 @@ corpus: install
 # the shipped default model, trained from the corpus with the toolkit's own commands, seed 0:
 # CLAP (reranking/scoring) → VAE → U-Net on MiniLM with dynamic reprogramming; the vocoder is the
 # pretrained HiFi-GAN referenced from its package. About 2 h 25 min on a 2-core CPU; on a GPU add
-# DEVICE=cuda. `make default-bundle-install` copies the exported weights into maa_cli/assets.
+# DEVICE=cuda. `make default-bundle-install` copies the exported weights into maa/assets.
 DEVICE ?= cpu
 DB := runs/default-bundle
-ASSETS := maa_cli/assets
+ASSETS := maa/assets
 default-bundle: install
 	@test -f $(CORPUS)/manifest.parquet || { echo "no corpus at $(CORPUS): run 'make corpus' or pass CORPUS=DIR"; exit 2; }
 	$(VENV)/bin/maa train-clap --manifest $(CORPUS)/manifest.parquet --out $(DB)/clap \

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import peak_rss_mb, report, timeit
 
-from maa_cli.clap import Clap, get_clap_config
+from maa.clap import Clap, get_clap_config
 
 CAPTIONS = [
     "a dog barks twice in the distance",

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import machine, report, timeit
-from maa_cli.system import ASSETS
+from maa.system import ASSETS
 
 PROMPT = "a dog barking in rain"
 
@@ -72,7 +72,7 @@ def main() -> None:
     rows.append({"case": "cold: maa generate (5 s clip)", "best_s": min(walls),
                  "median_s": statistics.median(walls), "peak_rss_mb": rss})  # fmt: skip
 
-    from maa_cli.generate import Generator
+    from maa.generate import Generator
 
     gen = Generator.from_bundle(bundle, device="cpu")
     for cands in (1, 2):

@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import peak_rss_mb, report
-from maa_cli.audio import write_audio
-from maa_cli.manifest import read_manifest, write_manifest
-from maa_cli.testing import bursts, chirp, noise, tone
+from maa.audio import write_audio
+from maa.manifest import read_manifest, write_manifest
+from maa.testing import bursts, chirp, noise, tone
 
 
 def make_folder(root: Path, n: int, seconds: float, sr: int = 22050) -> list[Path]:
@@ -43,8 +43,8 @@ def make_folder(root: Path, n: int, seconds: float, sr: int = 22050) -> list[Pat
 
 
 def load_or_build_clap(spec: str | None, device: str):
-    from maa_cli.clap import load_clap
-    from maa_cli.models.clap import Clap, get_clap_config
+    from maa.clap import load_clap
+    from maa.models.clap import Clap, get_clap_config
 
     if spec:
         return load_clap(spec, device)
@@ -52,8 +52,8 @@ def load_or_build_clap(spec: str | None, device: str):
 
 
 def bench_distill(audio: Path, work: Path, clap, device: str, batch: int, n: int) -> list[dict]:
-    from stages.distill import distill
-    from stages.experts import LabelExpert, RetrievalExpert, audioset_captions
+    from maa.stages.distill import distill
+    from maa.stages.experts import LabelExpert, RetrievalExpert, audioset_captions
 
     rows = []
     t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def bench_distill(audio: Path, work: Path, clap, device: str, batch: int, n: int
 
 
 def bench_reprogram(audio: list[Path], work: Path, n: int, seconds: float) -> list[dict]:
-    from stages.reprogram import Reprogrammer, reprogram
+    from maa.stages.reprogram import Reprogrammer, reprogram
 
     rows = []
     recs = [{"audio_path": str(p), "caption": p.parent.name.replace("_", " "),

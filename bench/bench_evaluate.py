@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import peak_rss_mb, report
 
-from maa_cli.audio import write_audio
-from maa_cli.testing import bursts, chirp, noise, tone
+from maa.audio import write_audio
+from maa.testing import bursts, chirp, noise, tone
 
 
 def _clip(i: int, seconds: float, sr: int) -> torch.Tensor:
@@ -49,7 +49,7 @@ def _clip(i: int, seconds: float, sr: int) -> torch.Tensor:
 def _write_set(
     root: Path, n: int, seconds: float, offset: int, with_captions: bool, fast: bool = False
 ) -> Path:
-    from maa_cli.manifest import write_manifest
+    from maa.manifest import write_manifest
 
     kinds = ("a tone", "noise", "a rising sweep", "knocking")
     rows = []
@@ -70,17 +70,17 @@ def _write_set(
 
 
 def _models(root: Path, with_clap: bool) -> dict[str, str]:
-    from maa_cli.models.panns import build_panns
-    from maa_cli.models.vggish import build_vggish
+    from maa.models.panns import build_panns
+    from maa.models.vggish import build_vggish
 
     torch.manual_seed(0)
     out = {"panns": str(root / "panns.pth"), "vggish": str(root / "vggish.pth")}
     torch.save(build_panns().state_dict(), out["panns"])
     torch.save(build_vggish().state_dict(), out["vggish"])
     if with_clap:
-        from maa_cli.bundle import Bundle
-        from maa_cli.clap import Clap, get_clap_config
-        from maa_cli.mel import get_mel_preset
+        from maa.bundle import Bundle
+        from maa.clap import Clap, get_clap_config
+        from maa.mel import get_mel_preset
 
         cfg = get_clap_config("default")
         bundle = Bundle.create(root / "clap", get_mel_preset(cfg.mel))
@@ -95,8 +95,8 @@ def _prefill(gen: Path, ref: Path, models: dict[str, str], cache_dir: Path, seco
 
     import numpy as np
 
-    from maa_cli.device import resolve_device
-    from stages.eval_features import (
+    from maa.device import resolve_device
+    from maa.stages.eval_features import (
         FeatureCache,
         clap_backbone,
         collect_clips,
@@ -154,9 +154,9 @@ def main() -> None:
         n, seconds = 4, 2.0
     from importlib.util import find_spec
 
-    with_clap = not args.no_clap and find_spec("maa_cli.clap") is not None
+    with_clap = not args.no_clap and find_spec("maa.clap") is not None
 
-    from stages.evaluate import evaluate
+    from maa.stages.evaluate import evaluate
 
     tmp = Path(tempfile.mkdtemp(prefix="maa_bench_eval_"))
     try:
@@ -231,7 +231,7 @@ def main() -> None:
 
 
 def _auto() -> str:
-    from maa_cli.device import best_device
+    from maa.device import best_device
 
     return best_device()
 

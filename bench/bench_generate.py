@@ -30,12 +30,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import machine, report, timeit
-from maa_cli.generate import Generator, make_scheduler
-from maa_cli.mel import MelSpectrogram, get_mel_preset
-from maa_cli.models.unet import NoiseSchedule, build_unet, count_parameters, get_unet_config
-from maa_cli.models.vae import VAE_PRESETS, build_vae
-from maa_cli.text import load_text_encoder
-from maa_cli.vocoder import load_vocoder
+from maa.generate import Generator, make_scheduler
+from maa.mel import MelSpectrogram, get_mel_preset
+from maa.models.unet import NoiseSchedule, build_unet, count_parameters, get_unet_config
+from maa.models.vae import VAE_PRESETS, build_vae
+from maa.text import load_text_encoder
+from maa.vocoder import load_vocoder
 
 SECONDS = 10.0
 MEL = get_mel_preset("default")
@@ -146,7 +146,7 @@ def bench_generate(args, device, rows) -> None:
 
 def bench_train(args, device, rows) -> None:
     """Paper U-Net training samples/s: cached latents vs mel + VAE + text encoding per step."""
-    from stages.ldm import encode_waves
+    from maa.stages.ldm import encode_waves
 
     torch.manual_seed(0)
     batch = 2 if args.quick else 8

@@ -7,7 +7,7 @@ import argparse
 import torch
 from _common import report, timeit
 
-from maa_cli.mel import MEL_PRESETS, MelSpectrogram
+from maa.mel import MEL_PRESETS, MelSpectrogram
 
 
 def main() -> None:

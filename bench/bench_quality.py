@@ -45,12 +45,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import report
-from maa_cli.audio import load_audio, write_audio
-from maa_cli.clap import default_clap, load_clap
-from maa_cli.generate import DEFAULT_GUIDANCE, Generator
-from maa_cli.manifest import audio_paths, read_manifest, write_manifest
-from maa_cli.metrics import frechet_distance_features
-from maa_cli.system import ASSETS
+from maa.audio import load_audio, write_audio
+from maa.clap import default_clap, load_clap
+from maa.generate import DEFAULT_GUIDANCE, Generator
+from maa.manifest import audio_paths, read_manifest, write_manifest
+from maa.metrics import frechet_distance_features
+from maa.system import ASSETS
 
 
 def pick_categories(df: pd.DataFrame, min_test: int, min_train: int) -> dict[str, str]:

@@ -8,20 +8,20 @@ import time
 import torch
 from _common import peak_rss_mb, report
 
-from maa_cli.mel import get_mel_preset
-from maa_cli.models.discriminator import (
+from maa.mel import get_mel_preset
+from maa.models.discriminator import (
     DiscConfig,
     MultiWindowDiscriminator,
     adaptive_weight,
     hinge_d_loss,
 )
-from maa_cli.models.vae import get_vae_config
-from stages.vae import VAELoss, get_train_preset
+from maa.models.vae import get_vae_config
+from maa.stages.vae import VAELoss, get_train_preset
 
 
 def step_time(preset: str, batch: int, device: str, dtype: torch.dtype | None, steps: int) -> dict:
     """Time full GAN steps (G + D updates) on random log-mels of the preset's crop length."""
-    from maa_cli.models.vae import build_vae
+    from maa.models.vae import build_vae
 
     loss_cfg = get_train_preset(preset)
     mel_p = get_mel_preset(loss_cfg.mel)

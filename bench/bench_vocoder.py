@@ -8,7 +8,7 @@ meaningful when other jobs share the cores (wall time then mostly measures the n
 
 Quality: mean log-mel L1 between a recording's mel and the mel of its resynthesis, over the audio
 files under ``--audio-dir`` (each cut to ``--max-seconds``), or over synthetic clips from
-``maa_cli.testing`` when no folder is given (the notes say which).
+``maa.testing`` when no folder is given (the notes say which).
 
     python bench/bench_vocoder.py [--quick] [--audio-dir DIR] [--max-seconds 5]
 """
@@ -30,7 +30,7 @@ from bench._common import report, timeit
 
 
 def _original_generator():
-    from maa_cli.models.hifigan import universal_checkpoint
+    from maa.models.hifigan import universal_checkpoint
 
     root = universal_checkpoint().parent.parent
     spec = importlib.util.spec_from_file_location("hifigan_original", root / "models.py")
@@ -59,8 +59,8 @@ def _measure(fn, seconds: float, repeat: int, cuda: bool = False) -> dict:
 
 
 def speed_rows(seconds: float, repeat: int) -> list[dict]:
-    from maa_cli.mel import get_mel_preset
-    from maa_cli.vocoder import load_vocoder
+    from maa.mel import get_mel_preset
+    from maa.vocoder import load_vocoder
 
     mel = get_mel_preset("default")
     frames = int(seconds * mel.sample_rate / mel.hop_length)
@@ -94,7 +94,7 @@ def speed_rows(seconds: float, repeat: int) -> list[dict]:
 
 
 def _clips(audio_dir: str | None, sr: int, max_seconds: float) -> tuple[list, str]:
-    from maa_cli.audio import find_audio_files, load_audio
+    from maa.audio import find_audio_files, load_audio
 
     if audio_dir:
         files = find_audio_files(audio_dir)
@@ -105,19 +105,19 @@ def _clips(audio_dir: str | None, sr: int, max_seconds: float) -> tuple[list, st
             wave, _ = load_audio(f, sr)
             out.append((f.name, wave[: int(max_seconds * sr)]))
         return out, f"{len(out)} real recordings from {audio_dir} (first {max_seconds:g} s each)"
-    from maa_cli.testing import make_clips
+    from maa.testing import make_clips
 
     out = [
         (f"{kind} {i}", w)
         for kind, waves in make_clips(sr, seconds=2.0, per_kind=1).items()
         for i, w in enumerate(waves)
     ]
-    return out, f"{len(out)} synthetic clips (maa_cli.testing; no --audio-dir given)"
+    return out, f"{len(out)} synthetic clips (maa.testing; no --audio-dir given)"
 
 
 def quality_rows(audio_dir: str | None, max_seconds: float) -> tuple[list[dict], str]:
-    from maa_cli.mel import MelSpectrogram, get_mel_preset
-    from maa_cli.vocoder import load_vocoder
+    from maa.mel import MelSpectrogram, get_mel_preset
+    from maa.vocoder import load_vocoder
 
     mel = get_mel_preset("default")
     mel_fn = MelSpectrogram(mel)

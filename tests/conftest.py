@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maa_cli.testing import write_clip_folder
+from maa.testing import write_clip_folder
 
 # Tiny models gain nothing from intra-op threads, and OpenMP workers spin-wait badly when the
 # cores are shared with other jobs (a tiny U-Net step measured 37x slower with 2 threads).
@@ -25,8 +25,8 @@ def clip_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def clip_manifest(clip_dir, tmp_path_factory) -> Path:
     """A manifest of :func:`clip_dir` with captions from the folder names; 2 valid clips."""
-    from maa_cli.manifest import write_manifest
-    from stages.manifest_ops import scan
+    from maa.manifest import write_manifest
+    from maa.stages.manifest_ops import scan
 
     out = tmp_path_factory.mktemp("manifest") / "clips.parquet"
     df, failures = scan(clip_dir, out.parent)

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from maa_cli.audio import (
+from maa.audio import (
     audio_info,
     fix_length,
     load_audio,
@@ -15,8 +15,8 @@ from maa_cli.audio import (
     random_crop,
     write_audio,
 )
-from maa_cli.errors import AudioError, MaaError
-from maa_cli.testing import tone
+from maa.errors import AudioError, MaaError
+from maa.testing import tone
 
 
 @pytest.mark.parametrize("ext", [".wav", ".flac", ".ogg"])

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from maa_cli.bundle import Bundle
-from maa_cli.errors import BundleError
-from maa_cli.mel import get_mel_preset
-from maa_cli.models.vae import VAE_PRESETS, build_vae, load_vae
+from maa.bundle import Bundle
+from maa.errors import BundleError
+from maa.mel import get_mel_preset
+from maa.models.vae import VAE_PRESETS, build_vae, load_vae
 
 
 def test_save_load_bit_exact(tmp_path):

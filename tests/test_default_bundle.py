@@ -6,11 +6,11 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from maa_cli.bundle import Bundle
-from maa_cli.clap import find_default_clap, load_clap
-from maa_cli.cli import app
-from maa_cli.generate import OUT_OF_DOMAIN_COSINE, Generator
-from maa_cli.system import ASSETS
+from maa.bundle import Bundle
+from maa.clap import find_default_clap, load_clap
+from maa.cli.app import app
+from maa.generate import OUT_OF_DOMAIN_COSINE, Generator
+from maa.system import ASSETS
 
 BUNDLE = ASSETS / "default_bundle"
 CLAP = ASSETS / "clap"

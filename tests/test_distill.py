@@ -11,12 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maa_cli.audio import write_audio
-from maa_cli.errors import MaaError
-from maa_cli.manifest import read_manifest, write_manifest
-from maa_cli.testing import chirp, noise, tone
-from stages.distill import distill, errors_path_for, merge_shards, parse_shard, split_of
-from stages.experts import (
+from maa.audio import write_audio
+from maa.errors import MaaError
+from maa.manifest import read_manifest, write_manifest
+from maa.stages.distill import distill, errors_path_for, merge_shards, parse_shard, split_of
+from maa.stages.experts import (
     Candidate,
     CaptionerExpert,
     Clip,
@@ -27,6 +26,7 @@ from stages.experts import (
     label_phrases,
     normalize_label,
 )
+from maa.testing import chirp, noise, tone
 
 SR = 22050
 KINDS = {  # caption -> clip i of that kind
@@ -167,8 +167,8 @@ def test_captioner_expert_runs_a_local_model(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def clap_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CLAP trained for 80 steps on tones vs noise vs chirps (a few seconds of training)."""
-    from maa_cli.trainer import TrainConfig
-    from stages.clap import train_clap
+    from maa.stages.clap import train_clap
+    from maa.trainer import TrainConfig
 
     root = tmp_path_factory.mktemp("clap")
     rows = []
@@ -186,7 +186,7 @@ def clap_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_clap(clap_bundle: Path):
-    from maa_cli.clap import load_clap
+    from maa.clap import load_clap
 
     return load_clap(clap_bundle)
 
@@ -276,7 +276,7 @@ class CrashAfter:
 
 
 def _folder(root: Path) -> Path:
-    from maa_cli.testing import write_clip_folder
+    from maa.testing import write_clip_folder
 
     write_clip_folder(root, sr=8000, seconds=0.3, per_kind=3)
     return root
@@ -339,7 +339,7 @@ def test_unreadable_files_are_recorded_and_rest_processed(tmp_path: Path) -> Non
 
 # ------------------------------------------------------------------------------------ CLI
 def test_cli_distill_merge_and_errors(clap_bundle: Path, tmp_path: Path) -> None:
-    from maa_cli.cli import app
+    from maa.cli.app import app
 
     audio = _folder(tmp_path / "audio")
     runner = CliRunner()

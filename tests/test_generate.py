@@ -8,15 +8,15 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from maa_cli.bundle import Bundle
-from maa_cli.cli import app
-from maa_cli.errors import MaaError
-from maa_cli.generate import Generator, loudness_normalize
-from maa_cli.manifest import read_manifest
-from maa_cli.mel import get_mel_preset
-from maa_cli.models.unet import NoiseSchedule, build_unet, get_unet_config
-from maa_cli.models.vae import VAE_PRESETS, build_vae
-from stages.generate import generate_batch, slugify, unique_names
+from maa.bundle import Bundle
+from maa.cli.app import app
+from maa.errors import MaaError
+from maa.generate import Generator, loudness_normalize
+from maa.manifest import read_manifest
+from maa.mel import get_mel_preset
+from maa.models.unet import NoiseSchedule, build_unet, get_unet_config
+from maa.models.vae import VAE_PRESETS, build_vae
+from maa.stages.generate import generate_batch, slugify, unique_names
 
 MEL = get_mel_preset("default")
 
@@ -24,8 +24,8 @@ MEL = get_mel_preset("default")
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A bundle with a tiny VAE, a tiny U-Net (random weights), MiniLM and a tiny CLAP."""
-    from maa_cli.models.clap import Clap, get_clap_config
-    from maa_cli.text import load_text_encoder
+    from maa.models.clap import Clap, get_clap_config
+    from maa.text import load_text_encoder
 
     root = tmp_path_factory.mktemp("gen") / "bundle"
     torch.manual_seed(0)
@@ -197,16 +197,16 @@ def test_cli_generate_single_batch_and_errors(bundle_dir, tmp_path):
 
 
 def test_default_bundle_missing_says_what_to_pass(tmp_path, monkeypatch):
-    import maa_cli.system
+    import maa.system
 
-    monkeypatch.setattr(maa_cli.system, "ASSETS", tmp_path / "assets")
+    monkeypatch.setattr(maa.system, "ASSETS", tmp_path / "assets")
     res = CliRunner().invoke(app, ["generate", "x", "-o", str(tmp_path / "x.wav")])
     assert res.exit_code == 2 and "pass --bundle" in " ".join(res.output.split())
     assert not (tmp_path / "x.wav").exists()
 
 
 def test_out_of_domain_prompt_gets_a_note_and_still_generates(gen, bundle_dir, tmp_path):
-    from maa_cli.generate import OUT_OF_DOMAIN_COSINE
+    from maa.generate import OUT_OF_DOMAIN_COSINE
 
     assert set(gen.categories) == {"rain", "dog"}
     cat, sim = gen.nearest_category("a dog barks in the rain")

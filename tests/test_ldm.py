@@ -13,26 +13,26 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from maa_cli.audio import write_audio
-from maa_cli.bundle import Bundle
-from maa_cli.cli import app
-from maa_cli.data import AudioClips
-from maa_cli.errors import MaaError
-from maa_cli.manifest import read_manifest, write_manifest
-from maa_cli.mel import get_mel_preset
-from maa_cli.models.unet import NoiseSchedule, build_unet, count_parameters, get_unet_config
-from maa_cli.models.vae import VAE_PRESETS, build_vae
-from maa_cli.testing import bursts, chirp, noise, tone
-from maa_cli.text import load_text_encoder
-from maa_cli.trainer import TrainConfig
-from stages.ldm import train_ldm, training_categories
-from stages.ldm_data import (
+from maa.audio import write_audio
+from maa.bundle import Bundle
+from maa.cli.app import app
+from maa.data import AudioClips
+from maa.errors import MaaError
+from maa.manifest import read_manifest, write_manifest
+from maa.mel import get_mel_preset
+from maa.models.unet import NoiseSchedule, build_unet, count_parameters, get_unet_config
+from maa.models.vae import VAE_PRESETS, build_vae
+from maa.stages.ldm import train_ldm, training_categories
+from maa.stages.ldm_data import (
     LatentDataset,
     LDMConfig,
     build_cache,
     fingerprint,
     load_or_build_cache,
 )
+from maa.testing import bursts, chirp, noise, tone
+from maa.text import load_text_encoder
+from maa.trainer import TrainConfig
 
 MEL = get_mel_preset("default")
 SR = MEL.sample_rate

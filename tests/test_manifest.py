@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from maa_cli.cli import app
-from maa_cli.errors import ManifestError
-from maa_cli.manifest import audio_paths, read_manifest, validate, write_manifest
-from stages.manifest_ops import import_file, scan, summarize
+from maa.cli.app import app
+from maa.errors import ManifestError
+from maa.manifest import audio_paths, read_manifest, validate, write_manifest
+from maa.stages.manifest_ops import import_file, scan, summarize
 
 runner = CliRunner()
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from maa_cli.errors import MaaError
-from maa_cli.mel import MEL_PRESETS, MelSpectrogram, get_mel_preset, pad_frames
-from maa_cli.testing import tone
+from maa.errors import MaaError
+from maa.mel import MEL_PRESETS, MelSpectrogram, get_mel_preset, pad_frames
+from maa.testing import tone
 
 
 def slaney_hz_to_mel(f: np.ndarray) -> np.ndarray:

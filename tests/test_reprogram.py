@@ -11,12 +11,10 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from maa_cli.audio import write_audio
-from maa_cli.errors import MaaError
-from maa_cli.manifest import read_manifest, write_manifest
-from maa_cli.testing import bursts, chirp, noise, tone
-from maa_cli.trainer import item_generator
-from stages.reprogram import (
+from maa.audio import write_audio
+from maa.errors import MaaError
+from maa.manifest import read_manifest, write_manifest
+from maa.stages.reprogram import (
     CONCAT_TEMPLATES,
     MIX_TEMPLATES,
     Reprogrammer,
@@ -26,6 +24,8 @@ from stages.reprogram import (
     reprogram,
     skipped_path_for,
 )
+from maa.testing import bursts, chirp, noise, tone
+from maa.trainer import item_generator
 
 SR = 16000
 
@@ -222,7 +222,7 @@ def test_static_reprogram_resumes_identically(data: tuple[Path, Path], tmp_path:
 
 
 def test_cli_reprogram(data: tuple[Path, Path], tmp_path: Path) -> None:
-    from maa_cli.cli import app
+    from maa.cli.app import app
 
     pairs, events = data
     out = tmp_path / "cli" / "r.parquet"

@@ -8,10 +8,10 @@ import warnings
 import pytest
 import torch
 
-from maa_cli.bundle import Bundle
-from maa_cli.errors import MaaError
-from maa_cli.mel import get_mel_preset
-from maa_cli.text import load_text_encoder, minilm_path, parse_spec, text_encoder_from_bundle
+from maa.bundle import Bundle
+from maa.errors import MaaError
+from maa.mel import get_mel_preset
+from maa.text import load_text_encoder, minilm_path, parse_spec, text_encoder_from_bundle
 
 TOKENIZER_FILES = (
     "vocab.txt",

@@ -8,12 +8,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maa_cli.bundle import Bundle
-from maa_cli.cli import app
-from maa_cli.errors import MaaError
-from maa_cli.models.discriminator import DiscConfig, MultiWindowDiscriminator
-from maa_cli.trainer import TrainConfig
-from stages.vae import train_vae
+from maa.bundle import Bundle
+from maa.cli.app import app
+from maa.errors import MaaError
+from maa.models.discriminator import DiscConfig, MultiWindowDiscriminator
+from maa.stages.vae import train_vae
+from maa.trainer import TrainConfig
 
 runner = CliRunner()
 
@@ -83,7 +83,7 @@ def test_refuses_to_overwrite_and_checks_settings(clip_manifest, tmp_path):
 def test_bad_clips_are_skipped_not_fatal(clip_manifest, tmp_path):
     import pandas as pd
 
-    from maa_cli.manifest import read_manifest, write_manifest
+    from maa.manifest import read_manifest, write_manifest
 
     df = read_manifest(clip_manifest)
     bad = df.iloc[:2].copy()

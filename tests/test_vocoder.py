@@ -11,11 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from maa_cli.audio import load_audio, write_audio
-from maa_cli.bundle import Bundle
-from maa_cli.errors import AudioError, MaaError
-from maa_cli.mel import MelSpectrogram, get_mel_preset
-from maa_cli.models.hifigan import (
+from maa.audio import load_audio, write_audio
+from maa.bundle import Bundle
+from maa.errors import AudioError, MaaError
+from maa.mel import MelSpectrogram, get_mel_preset
+from maa.models.hifigan import (
     UNIVERSAL_REF,
     HiFiGANConfig,
     build_generator,
@@ -23,8 +23,8 @@ from maa_cli.models.hifigan import (
     load_universal,
     universal_checkpoint,
 )
-from maa_cli.testing import tone
-from maa_cli.vocoder import HiFiGANVocoder, check_logmel, load_vocoder, resolve_vocoder_for
+from maa.testing import tone
+from maa.vocoder import HiFiGANVocoder, check_logmel, load_vocoder, resolve_vocoder_for
 
 DEFAULT = get_mel_preset("default")
 PAPER = get_mel_preset("paper")
@@ -68,7 +68,7 @@ def test_universal_matches_original_generator(universal):
 
 
 def test_cli_vocode_keeps_fundamental(tmp_path, universal):
-    from maa_cli.cli import app
+    from maa.cli.app import app
 
     sr = DEFAULT.sample_rate
     src = write_audio(tmp_path / "tone.wav", tone(220.0, 0.6, sr, harmonics=4), sr)
@@ -186,7 +186,7 @@ def test_resolve_vocoder_for_bundles(tmp_path):
 
 
 def test_vocode_npy_and_empty_audio(tmp_path):
-    from stages.vocoder import vocode
+    from maa.stages.vocoder import vocode
 
     logmel = MelSpectrogram(PAPER)(tone(300.0, 0.5, PAPER.sample_rate))[0]
     np.save(tmp_path / "mel.npy", logmel.numpy())

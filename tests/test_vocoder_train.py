@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from maa_cli.errors import MaaError
-from maa_cli.manifest import read_manifest, write_manifest
-from maa_cli.trainer import TrainConfig
-from stages.vocoder import train_vocoder
+from maa.errors import MaaError
+from maa.manifest import read_manifest, write_manifest
+from maa.stages.vocoder import train_vocoder
+from maa.trainer import TrainConfig
 
 
 def _cfg(steps: int, **kw) -> TrainConfig:
@@ -77,7 +77,7 @@ def test_init_default_needs_v1_preset(clip_manifest, tmp_path):
 
 
 def test_cli_train_then_vocode_with_bundle(clip_manifest, clip_dir, tmp_path):
-    from maa_cli.cli import app
+    from maa.cli.app import app
 
     out = tmp_path / "bundle"
     runner = CliRunner()

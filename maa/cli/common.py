@@ -1,0 +1,92 @@
+"""Shared pieces of the thin Typer commands: console, error handling, trainer options.
+
+:mod:`maa.cli.app` lists every command. Heavy imports (torch models, transformers) happen
+inside the command bodies so ``maa --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Options every ``train-*`` command takes, defined once so names, defaults and help agree.
+GRAD_ACCUM = typer.Option(1, help="Micro-batches per optimiser step.")
+PRECISION = typer.Option("no", help="Mixed precision: no, bf16 or fp16.")
+EMA_DECAY = typer.Option(None, help="EMA decay of the exported weights (e.g. 0.999).")
+CKPT_EVERY = typer.Option(500, help="Write training state and weights every N steps.")
+SEED = typer.Option(0, help="Random seed (data order, crops, init).")
+TRAIN_DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
+RESUME = typer.Option(False, "--resume", help="Continue the run saved in the output folder.")
+
+
+def handle_errors(func: F) -> F:
+    """Print a :class:`~maa.errors.MaaError` as one red line and exit with code 2.
+
+    Anything else is a bug in maa and keeps its traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from maa.errors import MaaError
+
+        try:
+            return func(*args, **kwargs)
+        except MaaError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def train_config(
+    *,
+    max_steps: int,
+    batch_size: int,
+    grad_accum: int,
+    precision: str,
+    ema: float | None,
+    ckpt_every: int,
+    val_every: int,
+    seed: int,
+    device: str,
+    grad_clip: float | None = None,
+):
+    """The shared trainer settings every ``train-*`` command takes."""
+    from maa.trainer import TrainConfig
+
+    return TrainConfig(
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        mixed_precision=precision,
+        ema_decay=ema,
+        ckpt_every=ckpt_every,
+        val_every=val_every,
+        seed=seed,
+        device=device,
+        grad_clip=grad_clip,
+    )
+
+
+def print_summary(summary: dict[str, Any], component: str, out: Any) -> None:
+    """One line on the run, the files it skipped, and where the component was written."""
+    last = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("last", {}).items())
+    clips = f" on {summary['clips']} clip(s)" if "clips" in summary else ""
+    console.print(
+        f"trained to step {summary['steps']} (from {summary['resumed_from']}){clips} in "
+        f"{summary['seconds']:.1f} s, {summary['steps_per_s']:.2f} steps/s; {last}",
+        highlight=False,
+    )
+    skipped = summary.get("skipped") or []
+    for _path, reason in skipped[:10]:
+        console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
+    if len(skipped) > 10:
+        console.print(f"[yellow]… {len(skipped) - 10} more skipped[/]")
+    console.print(f"bundle: [bold]{out}[/] (component {component})", highlight=False)

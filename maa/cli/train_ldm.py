@@ -1,0 +1,72 @@
+"""``maa train-ldm``: the text-conditioned latent diffusion U-Net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from maa.cli.common import (
+    CKPT_EVERY,
+    GRAD_ACCUM,
+    PRECISION,
+    RESUME,
+    SEED,
+    TRAIN_DEVICE,
+    console,
+    print_summary,
+    train_config,
+)
+
+
+def train_ldm_cmd(
+    manifest: Path = typer.Option(..., help="Captioned manifest (.parquet); uses its train split."),
+    bundle: Path = typer.Option(..., help="Bundle folder with a trained vae; gets the unet."),
+    text_encoder: str = typer.Option(
+        "minilm", help="minilm (packaged), clap:PATH, t5:PATH or bert:PATH (local folders)."
+    ),
+    preset: str = typer.Option("tiny", help="U-Net size: tiny, default or paper."),
+    max_steps: int = typer.Option(1000, help="Total optimiser steps."),
+    batch_size: int = typer.Option(16, help="Clips per step (per GPU)."),
+    grad_accum: int = GRAD_ACCUM,
+    lr: float = typer.Option(None, help="AdamW learning rate (default: the preset's)."),
+    warmup: int = typer.Option(None, help="Linear warm-up steps (default: the preset's)."),
+    precision: str = PRECISION,
+    ema: float = typer.Option(
+        0.9999, help="EMA decay of the exported weights (0: export the raw weights)."
+    ),
+    crop_seconds: float = typer.Option(
+        None, help="Training crop in seconds, rounded up to 8 frames (default: the preset's)."
+    ),
+    prediction: str = typer.Option("epsilon", help="Training target: epsilon or v_prediction."),
+    val_every: int = typer.Option(0, help="Generate validation prompts every N steps (0: off)."),
+    ckpt_every: int = CKPT_EVERY,
+    seed: int = SEED,
+    device: str = TRAIN_DEVICE,
+    resume: bool = RESUME,
+    reprogram: Path = typer.Option(
+        None, help="Event manifest for dynamic reprogramming (fresh compositions every epoch)."
+    ),
+    reprogram_prob: float = typer.Option(
+        0.5, help="With --reprogram: probability that an item is replaced by a composition."
+    ),
+) -> None:
+    """Train the text-conditioned latent diffusion U-Net on cached VAE latents."""
+    from maa.stages.ldm import train_ldm
+
+    cfg = train_config(
+        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
+        ema=ema or None, ckpt_every=ckpt_every, val_every=val_every, seed=seed,
+        device=device,
+    )  # fmt: skip
+    summary = train_ldm(
+        manifest, bundle, preset, text_encoder, cfg, resume, crop_seconds, lr, warmup,
+        prediction, reprogram, reprogram_prob,
+    )  # fmt: skip
+    print_summary(summary, "unet", bundle)
+    cache = "reused" if summary["cache_reused"] else "built"
+    console.print(
+        f"latent cache {summary['cache']} {cache}; scale_factor {summary['scale_factor']:.4f}; "
+        f"crop {summary['crop_frames']} frames",
+        highlight=False,
+    )

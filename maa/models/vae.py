@@ -1,0 +1,149 @@
+"""The KL spectrogram autoencoder: log-mel ``(B, n_mels, T)`` ⇄ latent ``(B, z, n_mels/8, T/8)``.
+
+Built on diffusers' ``AutoencoderKL`` (one input channel: the mel is an image of n_mels × T),
+so AudioLDM/Tango-style checkpoints and tools work with it. Presets:
+
+* ``paper`` — the Make-An-Audio release: ch 128, ch_mult (1, 2, 2, 4), 2 res blocks, z = 4.
+* ``default`` — the shipped bundle, small enough to train on a laptop CPU.
+* ``tiny`` — tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+
+from maa.errors import MaaError, choose
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of the spectrogram VAE (diffusers ``AutoencoderKL`` kwargs)."""
+
+    block_out_channels: tuple[int, ...] = (128, 256, 256, 512)
+    layers_per_block: int = 2
+    latent_channels: int = 4
+    norm_num_groups: int = 32
+    mid_block_add_attention: bool = True
+    # log-mel values are mapped to (mel - shift) / scale before encoding and back after decoding,
+    # so an ln-mel in [-11.5, 2.5] reaches the network near [-1.3, 1.5]
+    shift: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def downsample(self) -> int:
+        """Spatial reduction factor in both axes (2 per block after the first)."""
+        return 2 ** (len(self.block_out_channels) - 1)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["block_out_channels"] = list(self.block_out_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> VAEConfig:
+        data = dict(data)
+        data["block_out_channels"] = tuple(data["block_out_channels"])
+        return cls(**data)
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    "paper": VAEConfig(),
+    "default": VAEConfig(
+        block_out_channels=(32, 64, 128, 128),
+        layers_per_block=1,
+        norm_num_groups=16,
+        shift=-5.0,
+        scale=5.0,
+    ),
+    "tiny": VAEConfig(
+        block_out_channels=(8, 16, 16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        mid_block_add_attention=False,
+        shift=-5.0,
+        scale=5.0,
+    ),
+}
+
+
+def get_vae_config(preset: str) -> VAEConfig:
+    return choose(VAE_PRESETS, preset, "VAE preset")
+
+
+class SpectrogramVAE(nn.Module):
+    """Log-mel autoencoder.
+
+    ``encode(mel)`` takes ``(B, n_mels, T)`` (T a multiple of ``downsample``) and returns the
+    diagonal Gaussian posterior over ``(B, z, n_mels/8, T/8)`` latents (``.mean``, ``.sample()``,
+    ``.kl()``); ``decode(z)`` returns ``(B, n_mels, T)``.
+    """
+
+    def __init__(self, cfg: VAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        n = len(cfg.block_out_channels)
+        self.model = AutoencoderKL(
+            in_channels=1,
+            out_channels=1,
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=cfg.block_out_channels,
+            layers_per_block=cfg.layers_per_block,
+            latent_channels=cfg.latent_channels,
+            norm_num_groups=cfg.norm_num_groups,
+            mid_block_add_attention=cfg.mid_block_add_attention,
+            force_upcast=False,
+        )
+
+    @property
+    def downsample(self) -> int:
+        return self.cfg.downsample
+
+    def _check(self, mel: torch.Tensor) -> None:
+        if mel.dim() != 3:
+            raise MaaError(
+                f"VAE expects a log-mel batch (B, n_mels, T), got shape {tuple(mel.shape)}"
+            )
+        d = self.downsample
+        if mel.shape[1] % d or mel.shape[2] % d:
+            raise MaaError(
+                f"VAE input {tuple(mel.shape)}: mel bins and frames must be multiples of {d}; "
+                "pad frames with maa.mel.pad_frames"
+            )
+
+    def encode(self, mel: torch.Tensor):
+        """``(B, n_mels, T)`` → posterior over ``(B, z, n_mels/8, T/8)``."""
+        self._check(mel)
+        x = (mel - self.cfg.shift) / self.cfg.scale
+        return self.model.encode(x.unsqueeze(1)).latent_dist
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, z, n_mels/8, T/8)`` → log-mel ``(B, n_mels, T)``."""
+        return self.model.decode(z).sample.squeeze(1) * self.cfg.scale + self.cfg.shift
+
+    def forward(self, mel: torch.Tensor, sample: bool = True):
+        """Reconstruction and posterior: ``(recon (B, n_mels, T), posterior)``."""
+        posterior = self.encode(mel)
+        z = posterior.sample() if sample else posterior.mode()
+        return self.decode(z), posterior
+
+    def last_layer(self) -> torch.Tensor:
+        """Weight of the decoder's output conv (for the GAN's adaptive weight)."""
+        return self.model.decoder.conv_out.weight
+
+
+def build_vae(cfg: VAEConfig) -> SpectrogramVAE:
+    """Factory: a randomly initialised VAE for ``cfg``."""
+    return SpectrogramVAE(cfg)
+
+
+def load_vae(bundle, device: torch.device | str = "cpu") -> SpectrogramVAE:
+    """The bundle's ``vae`` component, in eval mode on ``device``."""
+    cfg = VAEConfig.from_dict(bundle.config("vae"))
+    vae = build_vae(cfg)
+    bundle.load_into("vae", vae)
+    return vae.to(device).eval()

@@ -1,0 +1,1 @@
+"""Corpus tools: the labelled corpus from Debian sound packages (build, rules, sources, slice)."""

@@ -1,0 +1,397 @@
+"""Expert distillation (``maa distill``): caption language-free audio with experts + CLAP.
+
+Every expert (:mod:`maa.stages.experts`) proposes caption candidates for each clip; a CLAP scores
+each candidate by the cosine between its text embedding and the clip's audio embedding; the
+best becomes ``caption``. All candidates are kept in ``candidates`` (list of
+``{text, expert, clap_score}``) with the winner's score in ``clap_score``. Without a CLAP the
+first expert's best-ranked candidate is kept and the scores stay empty (null).
+
+The run is resumable (clips already in the output are skipped; the output is rewritten
+atomically every ``save_every`` clips), shardable (``shard=(i, n)`` takes the clips whose path
+hash is ``i`` mod ``n``; :func:`merge_shards` joins the outputs) and robust: unreadable clips go
+to a side manifest ``NAME.errors.parquet`` with the reason while the rest goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from maa.audio import audio_info, find_audio_files, load_audio
+from maa.errors import MaaError
+from maa.fsutil import atomic_path
+from maa.manifest import (
+    empty_manifest,
+    read_manifest,
+    relative_to,
+    resolve_path,
+    write_manifest,
+)
+from maa.stages.experts import Candidate, Clip, Expert, RetrievalExpert, build_experts
+
+NO_CLAP_NOTE = (
+    "no CLAP given: keeping each clip's best-ranked candidate of the first expert; "
+    "clap_score left empty (pass --clap to rerank)"
+)
+SPLIT_PERCENT = (("train", 90), ("valid", 5), ("test", 5))
+
+
+@dataclass
+class DistillSummary:
+    """What a :func:`distill` run did."""
+
+    out: Path
+    processed: int  # clips captioned in this run
+    resumed: int  # clips already in the output, skipped
+    failed: int  # clips recorded in the errors side manifest
+    elapsed: float  # seconds
+    scored: bool  # whether a CLAP reranked the candidates
+    errors_path: Path | None = None
+
+    @property
+    def clips_per_s(self) -> float:
+        return (self.processed + self.failed) / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int]:
+    """``"i/n"`` (0-based ``i``) → ``(i, n)``; ``None`` → ``(0, 1)``."""
+    if spec is None:
+        return 0, 1
+    if isinstance(spec, tuple):
+        i, n = spec
+    else:
+        try:
+            i, n = (int(x) for x in str(spec).split("/"))
+        except ValueError:
+            raise MaaError(f"--shard {spec!r}: expected i/n, e.g. 0/4 (i counts from 0)") from None
+    if n < 1 or not 0 <= i < n:
+        raise MaaError(f"--shard {i}/{n}: need n >= 1 and 0 <= i < n (i counts from 0)")
+    return i, n
+
+
+def _hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
+
+
+def shard_of(key: str, n: int) -> int:
+    """Shard of a clip, from its path relative to the audio folder (stable across machines)."""
+    return _hash(key) % n
+
+
+def split_of(key: str) -> str:
+    """Deterministic 90/5/5 train/valid/test split from the clip's relative path."""
+    bucket = _hash("split:" + key) % 100
+    for name, share in SPLIT_PERCENT:
+        if bucket < share:
+            return name
+        bucket -= share
+    return "test"
+
+
+def errors_path_for(out: str | Path) -> Path:
+    """Side manifest of failed clips beside ``out`` (``NAME.errors.parquet``)."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".parquet") + ".errors.parquet")
+
+
+def distill(
+    audio_dir: str | Path,
+    out: str | Path,
+    experts: str | Sequence[str | Expert] = "label",
+    clap: Any = None,
+    caption_bank: str | Path | None = None,
+    top_k: int = 5,
+    shard: str | tuple[int, int] | None = None,
+    *,
+    batch_size: int = 32,
+    save_every: int = 256,
+    source: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> DistillSummary:
+    """Caption every audio file under ``audio_dir`` into the manifest ``out``.
+
+    Args:
+        experts: spec string (``"label,retrieval,captioner:PATH"``) or a list of specs/experts;
+            the first one decides when there is no CLAP.
+        clap: a loaded CLAP (``maa.clap.load_clap``), a bundle / HF folder path, or None.
+        caption_bank: manifest or text file of captions for the retrieval expert (the shipped
+            AudioSet names are always in its bank).
+        top_k: candidates per clip from the retrieval and captioner experts.
+        shard: ``"i/n"`` or ``(i, n)``: process only this shard of the files.
+        batch_size: clips per CLAP audio batch.
+        save_every: rewrite the output (atomically) after this many clips.
+    """
+    audio_dir = Path(audio_dir)
+    log = log or _stderr
+    files = find_audio_files(audio_dir)
+    if not files:
+        raise MaaError(
+            f"{audio_dir}: no audio files found (looked for {', '.join(_extensions())}); "
+            "pass a folder of recordings"
+        )
+    i, n = parse_shard(shard)
+    keyed = [(p.relative_to(audio_dir).as_posix(), p) for p in files]
+    keyed = [(k, p) for k, p in keyed if shard_of(k, n) == i]
+    if isinstance(clap, (str, os.PathLike)):
+        from maa.clap import load_clap
+
+        clap = load_clap(clap, device)
+    expert_list = [
+        e
+        for spec in ([experts] if isinstance(experts, str) else experts)
+        for e in (build_experts(spec, clap, caption_bank, top_k, device) if isinstance(spec, str)
+                  else [spec])
+    ]  # fmt: skip
+    if not expert_list:
+        raise MaaError("no experts given; pass --experts label,retrieval,captioner:PATH")
+    if clap is None:
+        log(NO_CLAP_NOTE)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    if out.is_file():
+        rows = read_manifest(out, validate_schema=False).to_dict("records")
+    done = {str(resolve_path(r["audio_path"], out.parent).resolve()) for r in rows}
+    resumed = len(rows)
+    pending = [(k, p) for k, p in keyed if str(p.resolve()) not in done]
+    errors: list[dict[str, str]] = []
+    src = source or audio_dir.resolve().name
+    text_cache: dict[str, torch.Tensor] = {}
+    for expert in expert_list:  # retrieval banks are embedded once; reuse them for scoring
+        if clap is not None and isinstance(expert, RetrievalExpert) and expert.clap is clap:
+            text_cache.update(zip(expert.bank, expert.bank_embeddings(), strict=True))
+    t0 = time.perf_counter()
+    since_save = 0
+
+    def flush() -> None:
+        # an empty shard still writes its (empty) manifest so that merging finds every shard
+        df = pd.DataFrame(rows).sort_values("audio_path", kind="stable") if rows else None
+        write_manifest(df if df is not None else empty_manifest(), out)
+        _write_errors(errors, errors_path_for(out))
+
+    sr = int(clap.sample_rate) if clap is not None else None
+    with RateProgress(progress, len(pending)) as bar, ThreadPoolExecutor(2) as pool:
+        for batch in _prefetch(pool, pending, batch_size, sr):
+            clips: list[tuple[str, Clip, Any]] = []
+            for key, path, loaded in batch:
+                if isinstance(loaded, Exception):
+                    errors.append({"audio_path": relative_to(path, out.parent),
+                                   "error": str(loaded)})  # fmt: skip
+                else:
+                    info, wave = loaded
+                    clips.append((key, Clip(path, audio_dir, wave, sr or 0), info))
+            if clap is not None and clips:
+                emb = clap.embed_audio([c.wave for _, c, _ in clips], sr)
+                for (_, clip, _), e in zip(clips, emb, strict=True):
+                    clip.audio_embedding = e
+            for key, clip, info in clips:
+                cands, problems = _propose(expert_list, clip)
+                if not cands:
+                    why = "; ".join(problems) or "every caption was empty after normalisation"
+                    errors.append({"audio_path": relative_to(clip.path, out.parent),
+                                   "error": f"no caption candidates ({why})"})  # fmt: skip
+                    continue
+                scores = _score(clap, clip, cands, text_cache)
+                best = _choose(cands, scores, expert_list)
+                rows.append({
+                    "audio_path": relative_to(clip.path, out.parent),
+                    "caption": cands[best].text,
+                    "duration": float(info.duration),
+                    "sample_rate": int(info.sample_rate),
+                    "source": src,
+                    "split": split_of(key),
+                    "candidates": [
+                        {"text": c.text, "expert": c.expert, "clap_score": s}
+                        for c, s in zip(cands, scores, strict=True)
+                    ],
+                    "clap_score": scores[best],
+                    "caption_expert": cands[best].expert,
+                })  # fmt: skip
+            since_save += len(batch)
+            bar.advance(len(batch))
+            if since_save >= save_every:
+                flush()
+                since_save = 0
+    flush()
+    elapsed = time.perf_counter() - t0
+    return DistillSummary(
+        out=out,
+        processed=len(rows) - resumed,
+        resumed=resumed,
+        failed=len(errors),
+        elapsed=elapsed,
+        scored=clap is not None,
+        errors_path=errors_path_for(out) if errors else None,
+    )
+
+
+def _propose(experts: Sequence[Expert], clip: Clip) -> tuple[list[Candidate], list[str]]:
+    cands: list[Candidate] = []
+    problems: list[str] = []
+    for expert in experts:
+        try:
+            cands.extend(expert.propose(clip))
+        except MaaError as exc:  # one expert failing on a clip must not lose the others
+            problems.append(f"{expert.name}: {exc}")
+    return cands, problems
+
+
+def _score(
+    clap: Any, clip: Clip, cands: list[Candidate], cache: dict[str, torch.Tensor]
+) -> list[float | None]:
+    if clap is None or clip.audio_embedding is None:
+        return [None] * len(cands)
+    new = list(dict.fromkeys(c.text for c in cands if c.text not in cache))
+    if new:
+        for text, emb in zip(new, clap.embed_text(new), strict=True):
+            cache[text] = emb
+    texts = torch.stack([cache[c.text] for c in cands])
+    return [round(float(s), 6) for s in texts @ clip.audio_embedding.float()]
+
+
+def _choose(cands: list[Candidate], scores: list[float | None], experts: Sequence[Expert]) -> int:
+    """Highest CLAP score (ties: earlier expert, better rank); no scores: the first expert's
+    best-ranked candidate (falling back to later experts when it proposed nothing)."""
+    order = {e.name: i for i, e in enumerate(experts)}
+    if all(s is not None for s in scores):
+        return max(
+            range(len(cands)),
+            key=lambda j: (scores[j], -order.get(cands[j].expert, 99), -cands[j].rank),
+        )
+    return min(range(len(cands)), key=lambda j: (order.get(cands[j].expert, 99), cands[j].rank))
+
+
+def _load(path: Path, sr: int | None) -> tuple[Any, torch.Tensor | None] | Exception:
+    try:
+        info = audio_info(path)
+        wave = load_audio(path, sr)[0] if sr is not None else None
+        return info, wave
+    except MaaError as exc:  # recorded per clip; the run goes on
+        return exc
+
+
+def _prefetch(pool: ThreadPoolExecutor, items: list[tuple[str, Path]], size: int, sr: int | None):
+    """Batches of ``(key, path, loaded)``; the next batch is read while this one is embedded."""
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    queue: deque[list[tuple[str, Path, Future]]] = deque()
+    for b in batches[:2]:
+        queue.append([(k, p, pool.submit(_load, p, sr)) for k, p in b])
+    nxt = 2
+    while queue:
+        current = queue.popleft()
+        if nxt < len(batches):
+            queue.append([(k, p, pool.submit(_load, p, sr)) for k, p in batches[nxt]])
+            nxt += 1
+        yield [(k, p, f.result()) for k, p, f in current]
+
+
+def _write_errors(errors: list[dict[str, str]], path: Path) -> None:
+    if not errors:
+        if path.is_file():
+            path.unlink()  # every earlier failure has now been processed (or retried)
+        return
+    table = pa.Table.from_pylist(sorted(errors, key=lambda e: e["audio_path"]))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, str(tmp))
+
+
+def merge_shards(shards: Sequence[str | Path], out: str | Path) -> tuple[int, int, int]:
+    """Join shard outputs into ``out`` (paths re-based on ``out``'s folder, sorted by path).
+
+    A clip present in several shards is kept once (first shard wins); error records of clips
+    captioned in some shard are dropped. Returns ``(rows, duplicates, errors)``.
+    """
+    if not shards:
+        raise MaaError("distill-merge: pass at least one shard manifest")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frames, errs, seen, dup = [], [], set(), 0
+    for shard in shards:
+        df = read_manifest(shard)
+        root = Path(shard).resolve().parent
+        df["audio_path"] = [
+            relative_to(resolve_path(p, root), out.parent) for p in df["audio_path"]
+        ]
+        keep = ~df["audio_path"].isin(seen)
+        dup += int((~keep).sum())
+        seen.update(df["audio_path"])
+        frames.append(df[keep])
+        epath = errors_path_for(shard)
+        if epath.is_file():
+            for e in pq.read_table(str(epath)).to_pylist():
+                e["audio_path"] = relative_to(resolve_path(e["audio_path"], root), out.parent)
+                errs.append(e)
+    merged = pd.concat(frames, ignore_index=True).sort_values("audio_path", kind="stable")
+    errs = [e for e in errs if e["audio_path"] not in seen]
+    write_manifest(merged, out)
+    _write_errors(errs, errors_path_for(out))
+    return len(merged), dup, len(errs)
+
+
+class RateProgress:
+    """A rich progress bar on stderr with items/s (or nothing when ``on`` is False).
+
+    ``with RateProgress(on, total, "distill", "clips") as bar: ... bar.advance(k)``
+    """
+
+    def __init__(self, on: bool, total: int, what: str = "distill", unit: str = "clips"):
+        self.on, self.total, self.what, self.unit = on, total, what, unit
+        self.bar: Any = None
+        self.t0 = time.perf_counter()
+
+    def __enter__(self) -> RateProgress:
+        if self.on:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                f"[bold]{self.what}", BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(self.what, total=self.total, rate="")
+            self.t0 = time.perf_counter()
+        return self
+
+    def advance(self, k: int = 1) -> None:
+        if self.bar is not None:
+            done = self.bar.tasks[0].completed + k
+            rate = done / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, advance=k, rate=f"{rate:.1f} {self.unit}/s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _stderr(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(msg, highlight=False, soft_wrap=True)
+
+
+def _extensions() -> list[str]:
+    from maa.audio import AUDIO_EXTENSIONS
+
+    return list(AUDIO_EXTENSIONS)

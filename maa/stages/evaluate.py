@@ -1,0 +1,496 @@
+"""Evaluation stage: FD, FAD, KL, IS and CLAP score of generated audio against a reference set.
+
+Inputs are folders of audio files or Parquet manifests. Each clip is decoded once, mixed to
+mono, resampled to every embedder's rate and embedded whole (no crops); short clips are
+zero-padded as audioldm_eval does (PANNs: DC removed, ≥ 2 s; VGGish: ≥ one 0.96 s example).
+Clips of one length share a batch, so padding never leaks into another clip's features, and the
+last partial batch is always kept. Features are cached per (embedder weights, file content)
+hash, so re-runs are fast and can never be stale. Files are paired by name (the file stem, or
+the relative path without suffix when stems repeat) for KL and for borrowing reference captions.
+
+The report (JSON, atomic) lists every metric with its value, the backbone it came from, the
+file counts and notes; metrics that could not be computed have ``value: null`` and a reason.
+Per-file scores go to a Parquet side file next to it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from maa import __version__
+from maa.errors import MaaError
+from maa.stages.eval_features import (
+    Backbone,
+    ClapBackbone,
+    ClipSet,
+    FeatureCache,
+    Progress,
+    SideFeatures,
+    clap_backbone,
+    collect_clips,
+    default_cache_dir,
+    extract_features,
+    inspect_files,
+    pair_by_name,
+    panns_backbone,
+    vggish_backbone,
+)
+
+METRICS = ("fd", "fad", "kl", "is", "clap")
+REPORT_FORMAT = "maa-eval-report"
+
+
+def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[list[str], bool]:
+    """``"fd,kl"`` / list / ``None`` (all that can be computed) → (metrics, explicitly asked)."""
+    if metrics is None or metrics == "" or metrics == "all":
+        return list(METRICS), False
+    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    names = [m.strip().lower() for m in items if m.strip()]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise MaaError(
+            f"--metrics: unknown {', '.join(bad) or '(empty)'}; choose from {','.join(METRICS)}"
+        )
+    return list(dict.fromkeys(names)), True
+
+
+def parse_embedder(spec: str | None) -> tuple[str | None, str | None]:
+    """``panns:PATH`` / ``clap:PATH`` / ``clap`` (the ``--clap`` model) → (kind, path)."""
+    if spec is None or spec == "":
+        return None, None
+    kind, _, path = str(spec).partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("panns", "clap") or (kind == "panns" and not path):
+        raise MaaError(
+            f"--embedder {spec}: expected panns:/path/to/Cnn14_16k_mAP=0.438.pth, "
+            "clap:BUNDLE_OR_FOLDER, or clap (uses --clap)"
+        )
+    return kind, (path or None)
+
+
+def generated_captions(gen: ClipSet, ref: ClipSet, pairs: Sequence[tuple[int, int]]) -> list[str]:
+    """Each generated clip's caption: its own, else its name-paired reference clip's."""
+    out = list(gen.captions)
+    for g, r in pairs:
+        if not out[g]:
+            out[g] = ref.captions[r]
+    return out
+
+
+def evaluate(
+    generated: str | os.PathLike[str],
+    reference: str | os.PathLike[str],
+    metrics: str | Sequence[str] | None = None,
+    embedder: str | None = None,
+    vggish: str | os.PathLike[str] | None = None,
+    clap: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = "report.json",
+    *,
+    device: str | None = "auto",
+    batch_size: int = 8,
+    cache_dir: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Score ``generated`` against ``reference``; write ``out`` (JSON) and its Parquet side file.
+
+    Args:
+        generated, reference: a folder of audio files or a Parquet manifest each.
+        metrics: subset of ``fd,fad,kl,is,clap``; ``None`` computes every metric whose model
+            was given and reports the others as skipped (an explicit list makes a missing
+            model an error instead).
+        embedder: ``panns:PATH`` (FD, KL, IS) or ``clap:PATH``/``clap`` (FD on CLAP audio
+            embeddings; KL and IS need PANNs).
+        vggish: torchvggish checkpoint for FAD. clap: CLAP bundle/folder for the CLAP score.
+        out: report path; per-file scores go to ``<out stem>.files.parquet`` beside it.
+        cache_dir: feature cache root (default :func:`default_cache_dir`); ``use_cache=False``
+            disables it.
+
+    Returns:
+        The report dict that was written.
+    """
+    from maa.device import resolve_device
+    from maa.models.panns import PANNS_FILE, PANNS_URL
+    from maa.models.vggish import VGGISH_FILE, VGGISH_URL
+
+    if batch_size < 1:
+        raise MaaError(f"--batch-size must be at least 1, got {batch_size}")
+    wanted, explicit = parse_metrics(metrics)
+    kind, emb_path = parse_embedder(embedder)
+    gen, ref = collect_clips(generated, "generated"), collect_clips(reference, "reference")
+    pairs = pair_by_name(gen.keys, ref.keys)
+    captions = generated_captions(gen, ref, pairs)
+    dev = resolve_device(device)
+
+    if kind == "clap" and emb_path is None:
+        if clap is None:
+            raise MaaError("--embedder clap needs a CLAP: pass --clap PATH or clap:PATH")
+        emb_path = str(clap)
+
+    # what cannot be computed, decided from the arguments before anything is loaded
+    need_panns = (
+        f"needs the PANNs checkpoint: --embedder panns:/path/to/{PANNS_FILE} (download it from "
+        f"{PANNS_URL})"
+    )
+    reasons: dict[str, str] = {}
+    if kind is None:
+        reasons["fd"] = need_panns + ", or --embedder clap:BUNDLE"
+    if kind != "panns":
+        only = "needs AudioSet class logits, which only PANNs gives; pass --embedder panns:PATH"
+        reasons["kl"] = reasons["is"] = only if kind == "clap" else need_panns
+    if not vggish:
+        reasons["fad"] = f"needs --vggish /path/to/{VGGISH_FILE} (download it from {VGGISH_URL})"
+    if not clap:
+        reasons["clap"] = "needs --clap BUNDLE|FOLDER (a `maa train-clap` bundle or a HF ClapModel)"
+    elif not any(captions):
+        reasons["clap"] = (
+            "needs captions: neither --generated nor its name-paired --reference clips have "
+            "any (folders carry none); pass a manifest with a 'caption' column"
+        )
+    blocked = {m: reasons[m] for m in wanted if m in reasons}
+    if blocked and (explicit or len(blocked) == len(wanted)):
+        by_reason: dict[str, list[str]] = {}
+        for m, r in blocked.items():
+            by_reason.setdefault(r, []).append(m)
+        lines = "; ".join(f"{', '.join(ms)} {r}" for r, ms in by_reason.items())
+        raise MaaError(f"cannot compute {', '.join(blocked)}: {lines}")
+    todo = set(wanted) - set(blocked)
+
+    cache = FeatureCache(
+        (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) if use_cache else None
+    )
+    memo = cache.root
+    panns = (
+        panns_backbone(emb_path, memo) if kind == "panns" and todo & {"fd", "kl", "is"} else None
+    )
+    vgg = vggish_backbone(vggish, memo) if "fad" in todo and vggish else None
+    clap_b = clap_backbone(clap, dev, memo) if "clap" in todo and clap else None
+    main: Backbone | None = panns
+    if kind == "clap" and "fd" in todo and emb_path:
+        same = clap_b is not None and Path(emb_path).expanduser() == Path(clap or "").expanduser()
+        if same:
+            main = clap_b
+        else:  # a second CLAP, only for FD: named apart in the report and the per-file table
+            main = clap_backbone(emb_path, dev, memo)
+            main.name = "clap-embedder"
+    backbones: dict[str, Backbone] = {}
+    for b, used_by in ((main, {"fd"}), (panns, {"kl", "is"}), (vgg, {"fad"}), (clap_b, {"clap"})):
+        if b is not None and used_by & todo:
+            backbones[b.identity] = b
+    sides = {}
+    for clips in (gen, ref):
+        side = inspect_files(clips)
+        chosen = [
+            b
+            for b in backbones.values()
+            if clips is gen or not isinstance(b, ClapBackbone) or b is main
+        ]
+        extract_features(clips, side, chosen, cache, dev, batch_size, progress)
+        sides[clips.label] = side
+    sg, sr_ = sides["generated"], sides["reference"]
+
+    results: list[dict[str, Any]] = []
+    per_gen: dict[str, list[float]] = {}
+    for m in wanted:
+        if m in blocked:
+            names = ["KL_softmax", "KL_sigmoid"] if m == "kl" else [m.upper()]
+            results += [_entry(name, None, None, reason=blocked[m]) for name in names]
+        elif m == "fd":
+            assert main is not None
+            key = "embedding" if main is panns else "audio"
+            results.append(_frechet("FD", main, key, sg, sr_))
+        elif m == "fad":
+            assert vgg is not None
+            results.append(_frechet("FAD", vgg, "frames", sg, sr_))
+        elif m == "kl":
+            assert panns is not None
+            results += _kl(panns, sg, sr_, pairs, per_gen)
+        elif m == "is":
+            assert panns is not None
+            results.append(_inception(panns, sg))
+        elif m == "clap":
+            assert clap_b is not None
+            results.append(_clap(clap_b, sg, captions, cache, per_gen))
+    report = _report(gen, ref, sg, sr_, pairs, results, backbones, cache, out)
+    _write(report, gen, ref, sg, sr_, pairs, captions, backbones, per_gen, out)
+    return report
+
+
+# -- metrics over the extracted features ---------------------------------------------------------
+def _entry(
+    metric: str, value: float | None, backbone: Backbone | None, reason: str = "", **extra: Any
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "metric": metric,
+        "value": None if value is None else float(value),
+        "backbone": backbone.name if backbone is not None else None,
+    }
+    entry.update(extra)
+    entry.setdefault("notes", [])
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+def _frechet(
+    metric: str, b: Backbone, key: str, sg: SideFeatures, sr_: SideFeatures
+) -> dict[str, Any]:
+    from maa.metrics import frechet_distance_features
+
+    gi, ri = sg.ok(b.identity), sr_.ok(b.identity)
+    counts = {"n_generated": len(gi), "n_reference": len(ri)}
+    if not gi or not ri:
+        return _entry(metric, None, b, reason="no embeddable files on one side", **counts)
+    xg = np.concatenate([np.atleast_2d(sg.feats[b.identity][i][key]) for i in gi])
+    xr = np.concatenate([np.atleast_2d(sr_.feats[b.identity][i][key]) for i in ri])
+    rows = {"rows_generated": len(xg), "rows_reference": len(xr)} if key == "frames" else {}
+    what = "frames" if key == "frames" else "files"
+    if min(len(xg), len(xr)) < 2:
+        return _entry(
+            metric,
+            None,
+            b,
+            notes=[],
+            **counts,
+            **rows,
+            reason=f"a covariance needs at least 2 {what} per side, got {len(xg)} generated and "
+            f"{len(xr)} reference",
+        )
+    notes: list[str] = []
+    dim = xg.shape[1]
+    if min(len(xg), len(xr)) <= dim:
+        notes.append(
+            f"rank-deficient covariance ({min(len(xg), len(xr))} {what} ≤ {dim} dims): "
+            "compare only with runs of the same size"
+        )
+    value = frechet_distance_features(xg, xr, notes=notes)
+    return _entry(metric, value, b, notes=notes, **counts, **rows)
+
+
+def _kl(
+    b: Backbone,
+    sg: SideFeatures,
+    sr_: SideFeatures,
+    pairs: Sequence[tuple[int, int]],
+    per_gen: dict[str, list[float]],
+) -> list[dict[str, Any]]:
+    from maa.metrics import kl_divergence
+
+    ok = [
+        (g, r)
+        for g, r in pairs
+        if sg.feats[b.identity][g] is not None and sr_.feats[b.identity][r] is not None
+    ]
+    n = len(sg.feats[b.identity])
+    out = []
+    for kind in ("softmax", "sigmoid"):
+        metric = f"KL_{kind}"
+        if not ok:
+            out.append(
+                _entry(
+                    metric,
+                    None,
+                    b,
+                    n_paired=0,
+                    reason=(
+                        "no generated file shares a name with a reference file (KL compares "
+                        "each clip with the reference clip of the same name); name them alike"
+                    ),
+                )
+            )
+            continue
+        p = np.stack([sr_.feats[b.identity][r]["logits"] for _, r in ok])
+        q = np.stack([sg.feats[b.identity][g]["logits"] for g, _ in ok])
+        values = kl_divergence(p, q, kind)
+        col = per_gen.setdefault(f"kl_{kind}", [float("nan")] * n)
+        for (g, _), v in zip(ok, values, strict=True):
+            col[g] = float(v)
+        notes = []
+        if len(ok) < n:
+            notes.append(f"{n - len(ok)} of {n} generated files have no reference namesake")
+        out.append(_entry(metric, float(values.mean()), b, n_paired=len(ok), notes=notes))
+    return out
+
+
+def _inception(b: Backbone, sg: SideFeatures) -> dict[str, Any]:
+    from maa.metrics import IS_SPLITS, inception_score
+
+    gi = sg.ok(b.identity)
+    if not gi:
+        return _entry("IS", None, b, reason="no embeddable generated files", n_generated=0)
+    logits = np.stack([sg.feats[b.identity][i]["logits"] for i in gi])
+    mean, std, splits = inception_score(logits)
+    notes = (
+        []
+        if splits == IS_SPLITS
+        else [f"only {len(gi)} files: {splits} splits instead of {IS_SPLITS}"]
+    )
+    return _entry("IS", mean, b, std=std, splits=splits, n_generated=len(gi), notes=notes)
+
+
+def _clap(
+    b: ClapBackbone,
+    sg: SideFeatures,
+    captions: list[str],
+    cache: FeatureCache,
+    per_gen: dict[str, list[float]],
+) -> dict[str, Any]:
+    from maa.metrics import clap_scores
+
+    idx = [i for i in sg.ok(b.identity) if captions[i]]
+    n = len(captions)
+    if not idx:
+        return _entry("CLAP", None, b, reason="no embeddable generated clip has a caption")
+    text_id = b.identity + "-text"
+    digests = [hashlib.sha256(captions[i].encode("utf-8")).hexdigest() for i in idx]
+    text: dict[str, np.ndarray] = {}
+    pack = cache.load_pack(text_id, digests)
+    for j, d in enumerate(digests):
+        if (hit := pack[j] if pack else cache.load(text_id, d)) is not None:
+            text[d] = hit["text"]
+    missing = sorted({(d, captions[i]) for d, i in zip(digests, idx, strict=True) if d not in text})
+    if missing:
+        emb = b.embed_text([c for _, c in missing])
+        for (d, _), e in zip(missing, emb, strict=True):
+            text[d] = np.asarray(e, np.float32)
+            cache.save(text_id, d, {"text": text[d]})
+    if pack is None:
+        cache.save_pack(text_id, digests, [{"text": text[d]} for d in digests])
+    audio = np.stack([sg.feats[b.identity][i]["audio"] for i in idx])
+    scores = clap_scores(audio, np.stack([text[d] for d in digests]))
+    col = per_gen.setdefault("clap_score", [float("nan")] * n)
+    for i, s in zip(idx, scores, strict=True):
+        col[i] = float(s)
+    notes = (
+        []
+        if len(idx) == n
+        else [f"{n - len(idx)} of {n} generated files were not scored (no caption or unreadable)"]
+    )
+    return _entry("CLAP", float(scores.mean()), b, n_generated=len(idx), notes=notes)
+
+
+# -- report ----------------------------------------------------------------------------------
+def _versions() -> dict[str, str]:
+    import scipy
+
+    return {
+        "maa": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def side_file(out: str | os.PathLike[str]) -> Path:
+    """The per-file Parquet beside ``out``: ``report.json`` → ``report.files.parquet``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.files.parquet")
+
+
+def _report(
+    gen: ClipSet,
+    ref: ClipSet,
+    sg: SideFeatures,
+    sr_: SideFeatures,
+    pairs: Sequence[tuple[int, int]],
+    results: list[dict[str, Any]],
+    backbones: dict[str, Backbone],
+    cache: FeatureCache,
+    out: str | os.PathLike[str],
+) -> dict[str, Any]:
+    notes = []
+    rates = {c.label: sorted({r for r in s.sample_rates if r}) for c, s in ((gen, sg), (ref, sr_))}
+    if rates["generated"] != rates["reference"]:
+        notes.append(
+            f"sample rates differ (generated {rates['generated']} Hz, reference "
+            f"{rates['reference']} Hz); every clip was resampled to each embedder's rate"
+        )
+    for c, s in ((gen, sg), (ref, sr_)):
+        bad = sum(bool(e) for e in s.errors)
+        if bad:
+            notes.append(f"{bad} {c.label} file(s) could not be read; see the per-file table")
+    return {
+        "format": REPORT_FORMAT,
+        "format_version": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "generated": _side_summary(gen, sg, backbones),
+        "reference": _side_summary(ref, sr_, backbones),
+        "n_paired": len(pairs),
+        "metrics": results,
+        "backbones": {
+            b.name: {"identity": b.identity, "sample_rate": b.known_rate}
+            for b in backbones.values()
+        },
+        "cache": str(cache.root) if cache.root else None,
+        "per_file": side_file(out).name,
+        "notes": notes,
+        "versions": _versions(),
+    }
+
+
+def _side_summary(c: ClipSet, s: SideFeatures, backbones: dict[str, Backbone]) -> dict[str, Any]:
+    return {
+        "source": c.source,
+        "n_files": len(c.paths),
+        "n_failed": sum(bool(e) for e in s.errors),
+        "n_padded": {backbones[k].name: int(sum(v)) for k, v in s.padded.items()},
+        "n_cached": {backbones[k].name: v for k, v in s.cached.items()},
+    }
+
+
+def _write(
+    report: dict[str, Any],
+    gen: ClipSet,
+    ref: ClipSet,
+    sg: SideFeatures,
+    sr_: SideFeatures,
+    pairs: Sequence[tuple[int, int]],
+    captions: list[str],
+    backbones: dict[str, Backbone],
+    per_gen: dict[str, list[float]],
+    out: str | os.PathLike[str],
+) -> None:
+    import pandas as pd
+
+    from maa.fsutil import atomic_path, write_json_atomic
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partner = {
+        "generated": {g: ref.keys[r] for g, r in pairs},
+        "reference": {r: gen.keys[g] for g, r in pairs},
+    }
+    frames = []
+    for c, s in ((gen, sg), (ref, sr_)):
+        n = len(c.paths)
+        cols: dict[str, Any] = {
+            "set": [c.label] * n,
+            "key": c.keys,
+            "audio_path": c.names,
+            "caption": captions if c is gen else c.captions,
+            "sample_rate": s.sample_rates,
+            "duration": s.durations,
+            "sha256": s.digests,
+            "error": s.errors,
+            "paired_with": [partner[c.label].get(i, "") for i in range(n)],
+        }
+        for ident, flags in s.padded.items():
+            cols[f"padded_{backbones[ident].name}"] = flags
+        for name in ("kl_softmax", "kl_sigmoid", "clap_score"):
+            values = per_gen.get(name) if c is gen else None
+            cols[name] = values if values is not None else [float("nan")] * n
+        frames.append(pd.DataFrame(cols))
+    table = pd.concat(frames, ignore_index=True)
+    with atomic_path(side_file(out)) as tmp:
+        table.to_parquet(tmp, index=False)
+    write_json_atomic(out, report)

@@ -1,0 +1,264 @@
+"""Data for ``maa train-ldm``: encoding, the on-disk latent cache and the training items.
+
+Every clip is encoded once — VAE posterior (mean, std) of the whole clip (up to
+``max_cache_seconds``; shorter clips tiled or padded to one crop) and its caption's token
+embeddings — and stored under a fingerprint of everything it depends on, so a stale cache is
+never used. :class:`LatentDataset` draws each item's latent crop, posterior sample, caption
+dropout, timestep and noise from :func:`~maa.trainer.item_generator`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from maa.audio import fix_length, random_crop
+from maa.data import AudioClips
+from maa.fsutil import atomic_path
+from maa.mel import MelPreset, MelSpectrogram, pad_frames
+from maa.models.vae import SpectrogramVAE
+from maa.text import TextEncoder
+from maa.trainer import item_generator
+
+log = logging.getLogger("maa.ldm")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LDMConfig:
+    """Training settings of the LDM stage (saved with the run; must match on resume)."""
+
+    preset: str = "tiny"
+    text_encoder: str = "minilm"
+    crop_frames: int = 88  # mel frames per training crop (multiple of the VAE's downsampling)
+    lr: float = 1e-3
+    warmup: int = 10
+    weight_decay: float = 1e-2
+    caption_dropout: float = 0.1
+    prediction: str = "epsilon"
+    short: str = "tile"  # clips shorter than the crop: tile or pad
+    max_cache_seconds: float = 30.0
+    reprogram_prob: float = 0.0
+    val_prompts: int = 3
+    val_steps: int = 25
+
+
+# -- encoding ---------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_waves(
+    vae: SpectrogramVAE, melspec: MelSpectrogram, waves: torch.Tensor, mel: MelPreset
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms ``(B, S)`` → VAE posterior ``(mean, std)``, each ``(B, z, n_mels/8, F/8)``.
+
+    ``F`` = ``S // hop`` frames, padded with the silence floor to the VAE's multiple.
+    """
+    logmel = pad_frames(melspec(waves), vae.downsample, mel.floor)
+    post = vae.encode(logmel.to(next(vae.parameters()).dtype))
+    return post.mean.float(), post.std.float()
+
+
+@dataclass
+class LatentCache:
+    """Per-clip posteriors and per-caption token embeddings (what an epoch reads)."""
+
+    fingerprint: str
+    mean: list[torch.Tensor]  # each (z, H, W_i)
+    std: list[torch.Tensor]
+    caption_ids: list[int]  # clip → index into tokens
+    captions: list[str]
+    tokens: list[torch.Tensor]  # each (L_j, D) float16
+    uncond: torch.Tensor  # (L0, D) float16, the encoding of ""
+    scale_factor: float
+
+    def to_state(self) -> dict[str, Any]:
+        return {"version": CACHE_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LatentCache:
+        state = {k: v for k, v in state.items() if k != "version"}
+        return cls(**state)
+
+
+def fingerprint(
+    vae_file: Path, encoder: TextEncoder, mel: MelPreset, clips: AudioClips, cfg: LDMConfig
+) -> str:
+    """Hash of everything the cache depends on: VAE weights, encoder, mel, audio, captions."""
+    h = hashlib.sha256()
+    h.update(f"v{CACHE_VERSION}".encode())
+    with vae_file.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(f"{encoder.spec}|{encoder.width}|{encoder.max_length}".encode())
+    h.update(repr(sorted(mel.to_dict().items())).encode())
+    h.update(f"{cfg.crop_frames}|{cfg.short}|{cfg.max_cache_seconds}".encode())
+    for path, caption, wave in zip(clips.paths, clips.captions, clips.waves, strict=True):
+        h.update(f"{path}\0{caption}\0{wave.numel()}\0".encode())
+        h.update(wave.contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def build_cache(
+    clips: AudioClips,
+    vae: SpectrogramVAE,
+    encoder: TextEncoder,
+    mel: MelPreset,
+    cfg: LDMConfig,
+    fp: str,
+    device: torch.device,
+) -> LatentCache:
+    """Encode every clip and unique caption once (clips tiled/padded to at least one crop)."""
+    melspec = MelSpectrogram(mel).to(device)
+    crop_samples = mel.samples_for(cfg.crop_frames)
+    max_samples = max(crop_samples, int(cfg.max_cache_seconds * mel.sample_rate))
+    means, stds = [], []
+    for wave in clips.waves:
+        wave = wave[:max_samples]
+        if wave.numel() < crop_samples:
+            wave = fix_length(wave, crop_samples, mode=cfg.short)
+        m, s = encode_waves(vae, melspec, wave.unsqueeze(0).to(device), mel)
+        means.append(m[0].cpu())
+        stds.append(s[0].cpu())
+    captions = sorted(set(clips.captions))
+    index = {c: i for i, c in enumerate(captions)}
+    tokens: list[torch.Tensor] = []
+    for i in range(0, len(captions), 64):
+        emb = encoder.encode(captions[i : i + 64])
+        for row, mask in zip(emb.tokens, emb.mask, strict=True):
+            tokens.append(row[mask.bool()].half().cpu())
+    uncond = encoder.encode([""])
+    uncond_tokens = uncond.tokens[0][uncond.mask[0].bool()].half().cpu()
+    # scale_factor = 1/std of posterior samples (the paper uses the first batch; all clips
+    # give the same estimate with less variance), drawn with a fixed generator
+    g = torch.Generator().manual_seed(0)
+    samples = torch.cat([(m + s * torch.randn(m.shape, generator=g)).flatten() for m, s in
+                         zip(means, stds, strict=True)])  # fmt: skip
+    scale = 1.0 / max(float(samples.std()), 1e-6)
+    return LatentCache(
+        fp,
+        means,
+        stds,
+        [index[c] for c in clips.captions],
+        captions,
+        tokens,
+        uncond_tokens,
+        scale,
+    )
+
+
+def load_or_build_cache(cache_dir: Path, fp: str, build) -> tuple[LatentCache, bool]:
+    """The cache file for ``fp`` if present, else ``build()`` written atomically (old ones go)."""
+    path = cache_dir / f"latents-{fp}.pt"
+    if path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if state.get("version") == CACHE_VERSION and state.get("fingerprint") == fp:
+                return LatentCache.from_state(state), True
+        except (RuntimeError, OSError, EOFError) as exc:
+            log.warning("ignoring unreadable latent cache %s (%s)", path, exc)
+    cache = build()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for old in cache_dir.glob("latents-*.pt"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(cache.to_state(), tmp)
+    return cache, False
+
+
+def pad_tokens(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sequences ``[(L_i, D)]`` → padded ``(B, L, D)`` and mask ``(B, L)`` (1 = token)."""
+    length = max(r.shape[0] for r in rows)
+    tokens = rows[0].new_zeros(len(rows), length, rows[0].shape[1])
+    mask = torch.zeros(len(rows), length, dtype=torch.long)
+    for i, r in enumerate(rows):
+        tokens[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+    return tokens, mask
+
+
+# -- data -------------------------------------------------------------------------------------
+class LatentDataset(Dataset):
+    """Training items from a :class:`LatentCache` (and optionally a reprogrammer).
+
+    Item ``i`` in epoch ``e`` draws everything from ``item_generator(seed, e, i)``: latent crop,
+    posterior noise, caption dropout, timestep, diffusion noise (and a composition).
+    """
+
+    def __init__(
+        self,
+        cache: LatentCache,
+        clips: AudioClips,
+        cfg: LDMConfig,
+        mel: MelPreset,
+        seed: int,
+        num_timesteps: int,
+        reprogrammer=None,
+    ) -> None:
+        self.cache, self.clips, self.cfg, self.mel = cache, clips, cfg, mel
+        self.seed, self.num_timesteps = seed, num_timesteps
+        self.reprogrammer = reprogrammer
+        self.crop_latent = cfg.crop_frames // (mel.n_mels // cache.mean[0].shape[1])
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.cache.mean)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        g = item_generator(self.seed, self.epoch, index)
+        mean, std = self.cache.mean[index], self.cache.std[index]
+        shape = (*mean.shape[:2], self.crop_latent)
+        item: dict[str, Any] = {"caption": None}
+        if self.reprogrammer is not None and float(torch.rand((), generator=g)) < (
+            self.cfg.reprogram_prob
+        ):
+            comp = self.reprogrammer.sample(
+                self.clips.waves[index], self.clips.captions[index], g, self.clips.paths[index]
+            )
+            crop = self.mel.samples_for(self.cfg.crop_frames)
+            item["wave"] = random_crop(comp.wave, crop, g, mode=self.cfg.short)
+            item["caption"] = comp.caption
+            item["z"] = torch.zeros(shape)
+        else:
+            width = mean.shape[-1]
+            off = int(torch.randint(0, width - shape[-1] + 1, (), generator=g))
+            sl = slice(off, off + shape[-1])
+            eps = torch.randn(shape, generator=g)
+            item["z"] = (mean[..., sl] + std[..., sl] * eps) * self.cache.scale_factor
+        dropped = float(torch.rand((), generator=g)) < self.cfg.caption_dropout
+        if dropped:
+            item["caption"] = None
+        item["tokens"] = (
+            self.cache.uncond
+            if dropped or item["caption"] is not None
+            else self.cache.tokens[self.cache.caption_ids[index]]
+        )
+        item["post_eps"] = torch.randn(shape, generator=g)
+        item["t"] = torch.randint(0, self.num_timesteps, (), generator=g)
+        item["noise"] = torch.randn(shape, generator=g)
+        return item
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        tokens, mask = pad_tokens([it["tokens"] for it in items])
+        batch = {
+            "z": torch.stack([it["z"] for it in items]),
+            "tokens": tokens,
+            "mask": mask,
+            "t": torch.stack([it["t"] for it in items]),
+            "noise": torch.stack([it["noise"] for it in items]),
+        }
+        if self.reprogrammer is not None:
+            crop = self.mel.samples_for(self.cfg.crop_frames)
+            batch["composed"] = torch.tensor([it.get("wave") is not None for it in items])
+            batch["wave"] = torch.stack([it.get("wave", torch.zeros(crop)) for it in items])
+            batch["post_eps"] = torch.stack([it["post_eps"] for it in items])
+            batch["captions"] = [it["caption"] for it in items]
+        return batch
