@@ -44,10 +44,11 @@ quickstart: install
 	@echo "wrote out.wav and out.png (tiny model trained on 4 clips: expect a rough sound)"
 
 # real labelled corpus from Debian sound packages (~13 min cold, ~8 GB package cache);
-# tinysoundfont renders the GM SoundFont and is installed without its pyaudio dependency
+# tinysoundfont renders the GM SoundFont and is installed (pinned, like the lock) without its pyaudio
+# dependency
 CORPUS ?= corpus
 corpus: install
-	$(PY) -m pip install --quiet --no-deps "tinysoundfont>=0.3.7"
+	$(PY) -m pip install --quiet --no-deps "tinysoundfont==0.3.7"
 	$(VENV)/bin/maa corpus build --out $(CORPUS)
 
 # the shipped default model, trained from the corpus with the toolkit's own commands, seed 0:

@@ -156,7 +156,7 @@ def main() -> None:
 
     with_clap = not args.no_clap and find_spec("maa.clap") is not None
 
-    from maa.stages.evaluate import evaluate
+    from maa.stages.evaluate import EvalReport, evaluate
 
     tmp = Path(tempfile.mkdtemp(prefix="maa_bench_eval_"))
     try:
@@ -171,7 +171,7 @@ def main() -> None:
         setup_s = time.perf_counter() - t0
         metrics = "fd,fad,kl,is" + (",clap" if with_clap else "")
 
-        def run(tag: str) -> tuple[float, dict]:
+        def run(tag: str) -> tuple[float, EvalReport]:
             t = time.perf_counter()
             rep = evaluate(
                 gen,
@@ -195,8 +195,8 @@ def main() -> None:
         else:
             cold_s, rep = run("cold")
         cached_s, rep2 = run("cached")
-        assert all(v == n for v in rep2["generated"]["n_cached"].values()), rep2["generated"]
-        backbones = "+".join(rep["backbones"])
+        assert all(v == n for v in rep2.generated.n_cached.values()), rep2.generated
+        backbones = "+".join(rep.backbones)
         # with --same the reference files are cache hits of the generated ones in the cold pass
         embedded = 0 if args.prefill else (n if args.same else 2 * n)
         rows = [

@@ -96,7 +96,7 @@ class Bundle:
     # -- description ------------------------------------------------------------------------
     @property
     def mel(self) -> MelPreset:
-        return MelPreset.from_dict(self.meta["mel"])
+        return MelPreset.from_dict(self.meta["mel"], f"{self.root}/{BUNDLE_FILE} mel", BundleError)
 
     @property
     def components(self) -> dict[str, dict[str, Any]]:

@@ -31,6 +31,7 @@ from maa.models.clap import (
     analysis_windows,
     as_wave_list,
     get_clap_config,
+    matched_cosine,
     quiet_loading,
 )
 
@@ -149,15 +150,6 @@ class PretrainedClap(nn.Module):
     def score(self, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
         """Cosine of each clip with its own caption, ``(B,)``."""
         return matched_cosine(self, wave, sr, texts)
-
-
-def matched_cosine(clap: ClapLike, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
-    """``(B,)`` cosine between clip ``i`` and caption ``i`` (one shared implementation)."""
-    a = clap.embed_audio(wave, sr)
-    t = clap.embed_text(texts)
-    if a.shape[0] != t.shape[0]:
-        raise MaaError(f"score: {a.shape[0]} clip(s) but {t.shape[0]} caption(s); pass one each")
-    return (a * t).sum(-1)
 
 
 def _pooled(res: object) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Small signal-processing pieces: mel filterbank, resampling, biquads, loudness, Griffin-Lim.
 
-Each is the textbook computation written over torch/scipy (no torchaudio); the tests compare
-them with reference values (the Slaney filterbank with librosa's/torchaudio's, the resampler
+Each is the textbook computation written over torch/scipy; the tests compare them with
+reference values (the Slaney filterbank with librosa's and the previously used one, the resampler
 with the analytic signal, loudness with ITU-R BS.1770's calibration tone).
 """
 
@@ -63,8 +63,7 @@ def mel_filterbank(
     """Triangular Slaney-scale, Slaney-normalised mel filters ``(n_freqs, n_mels)`` float32.
 
     ``n_freqs`` STFT bins spread evenly over 0…sample_rate/2 Hz; the same matrix as librosa's
-    default ``filters.mel`` (transposed) and torchaudio's ``melscale_fbanks(norm="slaney",
-    mel_scale="slaney")``.
+    default ``filters.mel`` (transposed), as the toolkit's mel front end always used.
     """
     if not 0.0 <= f_min < f_max <= sample_rate / 2:
         raise MaaError(

@@ -14,6 +14,7 @@ normalised. With ``candidates > 1`` a CLAP keeps the candidate closest to the pr
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 import random
 from dataclasses import dataclass
@@ -62,6 +63,42 @@ def make_scheduler(name: str, schedule: NoiseSchedule):
     return getattr(diffusers, cls_name).from_config({**schedule.scheduler_config(), **extra})
 
 
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to sample, checked once on construction: ``duration`` seconds (0 < s ≤ 60); ``steps``,
+    ``candidates`` per prompt (a CLAP keeps the best) and ``batch_size`` latents per U-Net batch,
+    each ≥ 1; ``guidance`` ≥ 0 (1: conditional pass only); ``seed`` the base seed, drawn at random
+    when None so the settings record how to reproduce a run."""
+
+    duration: float = 5.0
+    steps: int = DEFAULT_STEPS
+    guidance: float = DEFAULT_GUIDANCE
+    sampler: str = DEFAULT_SAMPLER
+    seed: int | None = None
+    negative_prompt: str | None = None
+    candidates: int = 1
+    batch_size: int = 8
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("--steps", "--candidates", "batch_size"):  # batch_size: Python API only
+            value = getattr(self, name.lstrip("-"))
+            if not isinstance(value, numbers.Integral) or value < 1:
+                raise MaaError(f"{name} must be a whole number ≥ 1, got {value}")
+        if not self.guidance >= 0:
+            raise MaaError(f"--guidance must be ≥ 0 (1 turns guidance off), got {self.guidance}")
+        if not self.duration > 0:
+            raise MaaError(f"--duration must be positive, got {self.duration} s")
+        if self.duration > MAX_SECONDS:
+            raise MaaError(
+                f"--duration {self.duration} s is longer than the supported {MAX_SECONDS:.0f} s; "
+                "generate shorter clips"
+            )
+        choose(SAMPLERS, self.sampler, "sampler")
+        if self.seed is None:
+            object.__setattr__(self, "seed", random.SystemRandom().randrange(2**31))
+
+
 @dataclass
 class GeneratedAudio:
     """One generated clip: ``wave (T,)`` float32 in [-1, 1] at ``sr`` Hz, its log-mel
@@ -100,6 +137,7 @@ class Generator:
         self.device, self.dtype = torch.device(device), dtype
         self._clap, self._clap_source = clap, clap_source
         self._caption_index: tuple[list[str], torch.Tensor] | None = None
+        self._schedulers: dict[str, Any] = {}
         cross = getattr(unet.config, "cross_attention_dim", None)
         if cross is not None and int(cross) != text_encoder.width:
             raise BundleError(
@@ -245,7 +283,9 @@ class Generator:
         generators: list[torch.Generator] | None = None,
     ) -> torch.Tensor:
         """Denoise ``noise (B, z, H, W)`` (unit Gaussian) into scaled latents."""
-        sched = make_scheduler(sampler, self.schedule)
+        if sampler not in self._schedulers:  # built once: set_timesteps resets all its state
+            self._schedulers[sampler] = make_scheduler(sampler, self.schedule)
+        sched = self._schedulers[sampler]
         sched.set_timesteps(steps, device=self.device)
         x = noise.to(self.device, torch.float32) * sched.init_noise_sigma
         accepts_gen = "generator" in inspect.signature(sched.step).parameters
@@ -267,45 +307,28 @@ class Generator:
         wave = self.vocoder(logmel)
         return logmel, wave.float()
 
-    def generate(
-        self,
-        prompts: str | list[str],
-        duration: float = 5.0,
-        steps: int = DEFAULT_STEPS,
-        guidance: float = DEFAULT_GUIDANCE,
-        sampler: str = DEFAULT_SAMPLER,
-        seed: int | None = None,
-        negative_prompt: str | None = None,
-        candidates: int = 1,
-        batch_size: int = 8,
-        normalize: bool = True,
-    ) -> list[GeneratedAudio]:
-        """Generate one clip of ``duration`` seconds per prompt.
+    def generate(self, prompts: str | list[str], **settings: Any) -> list[GeneratedAudio]:
+        """One clip per prompt; ``settings`` are :class:`SamplingSettings` fields (``duration``,
+        ``steps``, ``guidance``, ``sampler``, ``seed``, ``negative_prompt``, ``candidates``,
+        ``batch_size``, ``normalize``). See :meth:`sample`."""
+        return self.sample(check_prompts(prompts), SamplingSettings(**settings))
 
-        Prompt ``i`` uses seed ``seed + i`` (a random base when ``seed`` is None); its
-        candidates draw their starting noise in turn from that seed on the CPU, so the same
-        seed gives the same audio on the same device. Guidance 1 runs the conditional pass only.
+    def sample(
+        self, prompts: list[str], settings: SamplingSettings, seed_offset: int = 0
+    ) -> list[GeneratedAudio]:
+        """One clip per prompt of ``prompts`` (as :func:`check_prompts` returns them).
+
+        Prompt ``i`` uses seed ``settings.seed + seed_offset + i``; its candidates draw their
+        starting noise in turn from that seed on the CPU, so the same seed gives the same audio
+        on the same device. Guidance 1 runs the conditional pass only.
         """
-        prompts = check_prompts(prompts)
-        frames = frames_for_duration(duration, self.mel)
-        if steps < 1:
-            raise MaaError(f"--steps must be at least 1, got {steps}")
-        if candidates < 1:
-            raise MaaError(f"--candidates must be at least 1, got {candidates}")
-        if guidance < 0:
-            raise MaaError(f"--guidance must be ≥ 0, got {guidance}")
-        make_scheduler(sampler, self.schedule)  # unknown sampler: fail before any work
+        candidates, guidance = settings.candidates, settings.guidance
         clap = self.clap() if candidates > 1 else None
-        base = seed if seed is not None else random.SystemRandom().randrange(2**31)
-        seeds = [base + i for i in range(len(prompts))]
-        use_uncond = guidance != 1.0
-        negative = negative_prompt if negative_prompt is not None else ""
-        emb = self.text_encoder.encode([*prompts, negative]).to(self.device, self.dtype)
-        latent_shape = (
-            self.unet.config.in_channels,
-            self.mel.n_mels // self.vae.downsample,
-            frames // self.vae.downsample,
-        )
+        seeds = [settings.seed + seed_offset + i for i in range(len(prompts))]
+        texts = [*prompts, settings.negative_prompt or ""]  # the last row is the unconditional
+        emb = self.text_encoder.encode(texts).to(self.device, self.dtype)
+        frames, down = self.mel.frames_for_seconds(settings.duration), self.vae.downsample
+        latent_shape = (self.unet.config.in_channels, self.mel.n_mels // down, frames // down)
         jobs = [(p, c) for p in range(len(prompts)) for c in range(candidates)]
         noises = {}
         for p, s in enumerate(seeds):
@@ -314,32 +337,34 @@ class Generator:
                 noises[p, c] = torch.randn(latent_shape, generator=g)
         waves: dict[tuple[int, int], torch.Tensor] = {}
         mels: dict[tuple[int, int], torch.Tensor] = {}
-        for i in range(0, len(jobs), batch_size):
-            chunk = jobs[i : i + batch_size]
+        for i in range(0, len(jobs), settings.batch_size):
+            chunk = jobs[i : i + settings.batch_size]
             rows = torch.tensor([p for p, _ in chunk])
             cond = _select(emb, rows)
-            uncond = _select(emb, torch.full_like(rows, len(prompts))) if use_uncond else None
+            uncond = _select(emb, torch.full_like(rows, len(prompts))) if guidance != 1 else None
             gens = [torch.Generator(self.device).manual_seed(seeds[p] * 1009 + c + 1)
                     for p, c in chunk]  # fmt: skip
             noise = torch.stack([noises[j] for j in chunk])
-            latents = self.sample_latents(noise, cond, uncond, guidance, steps, sampler, gens)
+            latents = self.sample_latents(
+                noise, cond, uncond, guidance, settings.steps, settings.sampler, gens
+            )
             logmel, wave = self.decode(latents)
             for j, key in enumerate(chunk):
                 waves[key], mels[key] = wave[j].cpu(), logmel[j].cpu()
         sr = int(self.vocoder.sample_rate)
-        length = max(1, round(duration * sr))
+        length = max(1, round(settings.duration * sr))
         out = []
         for p, prompt in enumerate(prompts):
             cands = [waves[p, c][:length] for c in range(candidates)]
-            cands = [loudness_normalize(w, sr) if normalize else w.clamp(-1, 1) for w in cands]
+            cands = [loudness_normalize(w, sr) if settings.normalize else w.clamp(-1, 1)
+                     for w in cands]  # fmt: skip
             best, scores = 0, None
             if clap is not None:
                 scores = clap.score(torch.stack(cands), sr, [prompt] * candidates).tolist()
                 best = max(range(candidates), key=lambda c: scores[c])
             score = scores[best] if scores is not None else None
-            clip = GeneratedAudio(cands[best], sr, prompt, seeds[p], score, mels[p, best])
-            clip.candidate, clip.candidate_scores = best, scores
-            out.append(clip)
+            out.append(GeneratedAudio(cands[best], sr, prompt, seeds[p], score, mels[p, best],
+                                      best, scores))  # fmt: skip
         return out
 
 
@@ -365,18 +390,6 @@ def check_prompts(prompts: str | list[str]) -> list[str]:
             where = "the prompt" if len(prompts) == 1 else f"prompt {i + 1}"
             raise MaaError(f"{where} is empty; describe the sound to generate")
     return [p.strip() for p in prompts]
-
-
-def frames_for_duration(duration: float, mel: MelPreset) -> int:
-    """Mel frames for ``duration`` seconds, rounded up to the latent multiple (8)."""
-    if not duration > 0:
-        raise MaaError(f"--duration must be positive, got {duration} s")
-    if duration > MAX_SECONDS:
-        raise MaaError(
-            f"--duration {duration} s is longer than the supported {MAX_SECONDS:.0f} s; "
-            "generate shorter clips"
-        )
-    return mel.frames_for_seconds(duration)
 
 
 def loudness_normalize(wave: torch.Tensor, sr: int, target_lufs: float = TARGET_LUFS):

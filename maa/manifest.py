@@ -14,7 +14,8 @@ split          string   train / valid / test
 =============  =======  ==========================================================
 
 Stages add columns (``candidates``, ``clap_score``, ``template``, ``components``, ``license``,
-``error`` …). Writes are atomic; relative paths resolve against the manifest's folder.
+``error`` …). Writes are atomic; relative paths resolve against the manifest's folder. What a
+batch stage could not use goes to a Parquet *side file* beside its output (:func:`side_file`).
 """
 
 from __future__ import annotations
@@ -165,3 +166,24 @@ def select_split(df: pd.DataFrame, split: str | None) -> pd.DataFrame:
         raise ManifestError(f"manifest has no rows with split={split!r} (splits present: {counts})")
     out.attrs.update(df.attrs)
     return out
+
+
+def side_file(out: str | os.PathLike[str], kind: str) -> Path:
+    """The Parquet side file ``kind`` beside an output: (``m.parquet``, ``"errors"``) →
+    ``m.errors.parquet``; (``report.json``, ``"files"``) → ``report.files.parquet``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{kind}.parquet")
+
+
+def write_side_table(
+    rows: list[dict] | pd.DataFrame, out: str | os.PathLike[str], kind: str
+) -> Path | None:
+    """Write ``rows`` atomically to ``side_file(out, kind)`` and return that path; with no rows,
+    remove a stale one (a resumed run whose old failures are now fixed) and return None."""
+    path = side_file(out, kind)
+    if len(rows) == 0:
+        path.unlink(missing_ok=True)
+        return None
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), str(tmp))
+    return path

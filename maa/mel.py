@@ -9,11 +9,12 @@ A clip of ``T`` samples gives ``T // hop`` frames.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from maa.config import Config
 from maa.dsp import mel_filterbank
 from maa.errors import MaaError, choose
 
@@ -21,7 +22,7 @@ LOG_FLOOR = 1e-5
 
 
 @dataclass(frozen=True)
-class MelPreset:
+class MelPreset(Config):
     """One mel-spectrogram front end. Frequencies in Hz, lengths in samples or frames."""
 
     name: str
@@ -53,13 +54,6 @@ class MelPreset:
         """Frames for ``seconds`` of audio, rounded up to ``frame_multiple``."""
         frames = max(1, round(seconds * self.sample_rate / self.hop_length))
         return -(-frames // self.frame_multiple) * self.frame_multiple
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MelPreset:
-        return cls(**data)
 
 
 MEL_PRESETS: dict[str, MelPreset] = {

@@ -21,22 +21,25 @@ import csv
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from maa.config import Config
 from maa.errors import MaaError
 from maa.fsutil import atomic_path
+from maa.progress import ProgressBar
 
 STATE_FILE = "state.pt"
+S = TypeVar("S", bound="TrainSummary")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Loop settings shared by every stage (model settings live in each stage's config)."""
 
     max_steps: int = 1000
@@ -64,6 +67,24 @@ class TrainConfig:
             raise MaaError(f"--precision {self.mixed_precision!r} is not one of no, bf16, fp16")
         if self.ckpt_every < 1:
             raise MaaError(f"--ckpt-every must be at least 1, got {self.ckpt_every}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSummary:
+    """Steps run (and resumed from), time, last logged losses; stages add clips and skips."""
+
+    steps: int
+    resumed_from: int
+    seconds: float
+    steps_per_s: float
+    last: dict[str, float]
+    clips: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @classmethod
+    def of(cls: type[S], run: TrainSummary, **fields: Any) -> S:
+        """What :func:`train` returned, with a stage's fields added."""
+        return cls(**{**vars(run), **fields})
 
 
 @dataclass
@@ -189,10 +210,8 @@ def state_dir(out: str | Path, name: str) -> Path:
     return Path(out) / "train" / name
 
 
-def train(
-    task: TrainTask, out: str | Path, cfg: TrainConfig, resume: bool = False
-) -> dict[str, Any]:
-    """Run (or resume) training of ``task``; returns a summary (steps, last losses, timings)."""
+def train(task: TrainTask, out: str | Path, cfg: TrainConfig, resume: bool = False) -> TrainSummary:
+    """Run (or resume) training of ``task``; returns steps, last losses and timings."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -264,9 +283,8 @@ def train(
     step = start_step
     t0 = time.perf_counter()
     last: dict[str, float] = {}
-    progress = _progress(cfg.progress and accelerator.is_main_process)
-    with progress:
-        bar = progress.add_task(task.name, total=cfg.max_steps, completed=step, loss="-", rate="-")
+    with ProgressBar(cfg.progress and accelerator.is_main_process, unit="steps") as bar:
+        bar(task.name, step, cfg.max_steps)
         while step < cfg.max_steps:
             epoch, skip = divmod(micro, batches_per_epoch)
             loader = _loader(dataset, cfg, epoch, skip * per_rank, accelerator)
@@ -290,8 +308,7 @@ def train(
                         for k, v in last.items():
                             writer.add_scalar(f"train/{k}", v, step)
                         csv_log.write(step, last)
-                rate = (step - start_step) / max(time.perf_counter() - t0, 1e-9)
-                progress.update(bar, completed=step, loss=_fmt_loss(last), rate=f"{rate:.2f}")
+                bar(task.name, step, cfg.max_steps, f"loss {_fmt_loss(last)}")
                 if cfg.val_every and step % cfg.val_every == 0 and accelerator.is_main_process:
                     _run_validation(
                         task, wrapped, ema, ema_name, step, writer, accelerator, csv_log
@@ -299,17 +316,7 @@ def train(
                 if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
                     accelerator.wait_for_everyone()
                     if accelerator.is_main_process:
-                        _save_state(
-                            state_path,
-                            task,
-                            accelerator,
-                            wrapped,
-                            optimizers,
-                            schedulers,
-                            ema,
-                            step,
-                            cfg,
-                        )
+                        _save_state(state_path, task, ctx, wrapped, ema, step, cfg)
                         with _ema_weights(ema, ema_name, wrapped, accelerator):
                             task.export(_unwrapped(wrapped, accelerator), step)
                 if step >= cfg.max_steps:
@@ -317,25 +324,25 @@ def train(
     if writer is not None:
         writer.close()
     elapsed = time.perf_counter() - t0
-    return {
-        "steps": step,
-        "resumed_from": start_step,
-        "seconds": elapsed,
-        "steps_per_s": (step - start_step) / max(elapsed, 1e-9),
-        "last": last,
-    }
+    return TrainSummary(
+        steps=step,
+        resumed_from=start_step,
+        seconds=elapsed,
+        steps_per_s=(step - start_step) / max(elapsed, 1e-9),
+        last=last,
+    )
 
 
 # -- checkpoint state -------------------------------------------------------------------------
-def _save_state(path, task, accelerator, wrapped, optimizers, schedulers, ema, step, cfg) -> None:
+def _save_state(path, task, ctx: StepContext, wrapped, ema, step, cfg) -> None:
     state = {
         "step": step,
         "task": task.name,
         "config": task.config_dict(),
-        "train": asdict(cfg),
-        "modules": {n: accelerator.unwrap_model(m).state_dict() for n, m in wrapped.items()},
-        "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-        "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+        "train": cfg.to_dict(),
+        "modules": {n: ctx.accelerator.unwrap_model(m).state_dict() for n, m in wrapped.items()},
+        "optimizers": {n: o.state_dict() for n, o in ctx.optimizers.items()},
+        "schedulers": {n: s.state_dict() for n, s in ctx.schedulers.items()},
         "ema": ema.state_dict() if ema is not None else None,
         "rng": {
             "torch": torch.get_rng_state(),
@@ -494,29 +501,6 @@ def _fmt_loss(logs: dict[str, float]) -> str:
         return f"{logs['loss']:.4g}"
     vals = [f"{k}={v:.3g}" for k, v in logs.items() if k != "steps_per_s"][:3]
     return " ".join(vals) or "-"
-
-
-def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[rate]} steps/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
 
 
 def lr_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int):

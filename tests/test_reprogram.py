@@ -22,7 +22,6 @@ from maa.stages.reprogram import (
     compose,
     render_caption,
     reprogram,
-    skipped_path_for,
 )
 from maa.testing import bursts, chirp, noise, tone
 from maa.trainer import item_generator
@@ -212,7 +211,8 @@ def test_static_reprogram_resumes_identically(data: tuple[Path, Path], tmp_path:
     # the short pair ("A short click", 0.1 s) can only be recorded as a skip, never written
     assert not a["caption"].str.contains("click").any()
     if full.skipped:
-        skips = pd.read_parquet(skipped_path_for(full.out))
+        assert full.skipped_path == full.out.with_name("out.skipped.parquet")
+        skips = pd.read_parquet(full.skipped_path)
         assert skips["reason"].str.contains("needs at least").all()
     row = a.iloc[0]
     assert row["template"] and 2 <= len(row["components"]) <= 3

@@ -33,7 +33,7 @@ def _csv(path):
 
 def test_tiny_vae_learns(clip_manifest, tmp_path):
     out = tmp_path / "b"
-    train_vae(clip_manifest, out, "tiny", _cfg(30, val_every=30), crop_frames=32)
+    train_vae(clip_manifest, out, preset="tiny", train_cfg=_cfg(30, val_every=30), crop_frames=32)
     rows = [r for r in _csv(out / "train" / "vae" / "metrics.csv") if r.get("rec_l1")]
     first = sum(float(r["rec_l1"]) for r in rows[:5]) / 5
     last = sum(float(r["rec_l1"]) for r in rows[-5:]) / 5
@@ -44,15 +44,28 @@ def test_tiny_vae_learns(clip_manifest, tmp_path):
 def test_resume_equals_uninterrupted(clip_manifest, tmp_path):
     """Killed at step 3 and resumed to 6 == 6 straight: GAN, EMA and RNG state included."""
     kw = dict(crop_frames=32, disc_start=2)
-    train_vae(clip_manifest, tmp_path / "a", "tiny", _cfg(6, ema_decay=0.9), **kw)
-    train_vae(clip_manifest, tmp_path / "b", "tiny", _cfg(6, ema_decay=0.9, ckpt_every=3), **kw)
+    train_vae(clip_manifest, tmp_path / "a", preset="tiny", train_cfg=_cfg(6, ema_decay=0.9), **kw)
+    train_vae(
+        clip_manifest,
+        tmp_path / "b",
+        preset="tiny",
+        train_cfg=_cfg(6, ema_decay=0.9, ckpt_every=3),
+        **kw,
+    )
     # simulate a crash after the step-3 checkpoint: keep that state, discard the rest
     state_b = tmp_path / "b" / "train" / "vae" / "state.pt"
-    train_vae(clip_manifest, tmp_path / "c", "tiny", _cfg(3, ema_decay=0.9), **kw)
+    train_vae(clip_manifest, tmp_path / "c", preset="tiny", train_cfg=_cfg(3, ema_decay=0.9), **kw)
     state_c = tmp_path / "c" / "train" / "vae" / "state.pt"
     assert state_b.exists() and state_c.exists()
-    summary = train_vae(clip_manifest, tmp_path / "c", "tiny", _cfg(6, ema_decay=0.9), True, **kw)
-    assert summary["resumed_from"] == 3
+    summary = train_vae(
+        clip_manifest,
+        tmp_path / "c",
+        preset="tiny",
+        train_cfg=_cfg(6, ema_decay=0.9),
+        resume=True,
+        **kw,
+    )
+    assert summary.resumed_from == 3
     a = Bundle.open(tmp_path / "a").state_dict("vae")
     c = Bundle.open(tmp_path / "c").state_dict("vae")
     assert a.keys() == c.keys()
@@ -65,19 +78,33 @@ def test_resume_equals_uninterrupted(clip_manifest, tmp_path):
 
 
 def test_refuses_to_overwrite_and_checks_settings(clip_manifest, tmp_path):
-    train_vae(clip_manifest, tmp_path / "b", "tiny", _cfg(1), crop_frames=32)
+    train_vae(clip_manifest, tmp_path / "b", preset="tiny", train_cfg=_cfg(1), crop_frames=32)
     with pytest.raises(MaaError, match="Pass --resume"):
-        train_vae(clip_manifest, tmp_path / "b", "tiny", _cfg(2), crop_frames=32)
+        train_vae(clip_manifest, tmp_path / "b", preset="tiny", train_cfg=_cfg(2), crop_frames=32)
     with pytest.raises(MaaError, match="model settings differ"):
-        train_vae(clip_manifest, tmp_path / "b", "tiny", _cfg(2), True, crop_frames=64)
+        train_vae(
+            clip_manifest,
+            tmp_path / "b",
+            preset="tiny",
+            train_cfg=_cfg(2),
+            resume=True,
+            crop_frames=64,
+        )
     with pytest.raises(MaaError, match="already reached step 1"):
-        train_vae(clip_manifest, tmp_path / "b", "tiny", _cfg(1), True, crop_frames=32)
+        train_vae(
+            clip_manifest,
+            tmp_path / "b",
+            preset="tiny",
+            train_cfg=_cfg(1),
+            resume=True,
+            crop_frames=32,
+        )
     with pytest.raises(MaaError, match="unknown preset 'huge'"):
-        train_vae(clip_manifest, tmp_path / "x", "huge", _cfg(1))
+        train_vae(clip_manifest, tmp_path / "x", preset="huge", train_cfg=_cfg(1))
     with pytest.raises(MaaError, match="multiple of 8"):
-        train_vae(clip_manifest, tmp_path / "y", "tiny", _cfg(1), crop_frames=30)
+        train_vae(clip_manifest, tmp_path / "y", preset="tiny", train_cfg=_cfg(1), crop_frames=30)
     with pytest.raises(MaaError, match="fewer than one batch"):
-        train_vae(clip_manifest, tmp_path / "z", "tiny", _cfg(1, batch_size=64))
+        train_vae(clip_manifest, tmp_path / "z", preset="tiny", train_cfg=_cfg(1, batch_size=64))
 
 
 def test_bad_clips_are_skipped_not_fatal(clip_manifest, tmp_path):
@@ -93,10 +120,12 @@ def test_bad_clips_are_skipped_not_fatal(clip_manifest, tmp_path):
     # absolute paths, since the new manifest lives elsewhere
     df["audio_path"] = [str((clip_manifest.parent / p).resolve()) for p in df["audio_path"]]
     write_manifest(pd.concat([df, bad]), tmp_path / "m.parquet")
-    summary = train_vae(tmp_path / "m.parquet", tmp_path / "b", "tiny", _cfg(1), crop_frames=32)
-    reasons = " ".join(r for _, r in summary["skipped"])
+    summary = train_vae(
+        tmp_path / "m.parquet", tmp_path / "b", preset="tiny", train_cfg=_cfg(1), crop_frames=32
+    )
+    reasons = " ".join(r for _, r in summary.skipped)
     assert "no such file" in reasons and "not a readable audio file" in reasons
-    assert summary["clips"] == 8
+    assert summary.clips == 8
 
 
 def test_multi_window_discriminator_shapes():

@@ -29,8 +29,15 @@ def _cfg(steps: int, **kw) -> TrainConfig:
 
 def test_tiny_training_lowers_mel_loss(clip_manifest, tmp_path):
     out = tmp_path / "voc"
-    s = train_vocoder(clip_manifest, out, "tiny", _cfg(16, batch_size=4), segment_frames=8, lr=3e-3)
-    assert s["steps"] == 16 and s["clips"] == 8 and not s["skipped"]
+    s = train_vocoder(
+        clip_manifest,
+        out,
+        preset="tiny",
+        train_cfg=_cfg(16, batch_size=4),
+        segment_frames=8,
+        lr=3e-3,
+    )
+    assert s.steps == 16 and s.clips == 8 and not s.skipped
     metrics = pd.read_csv(out / "train" / "vocoder" / "metrics.csv")
     first, last = metrics["mel_l1"].iloc[:4].mean(), metrics["mel_l1"].iloc[-4:].mean()
     assert last < 0.85 * first, (first, last)
@@ -41,10 +48,19 @@ def test_tiny_training_lowers_mel_loss(clip_manifest, tmp_path):
 
 def test_resume_equals_uninterrupted(clip_manifest, tmp_path):
     common = {"segment_frames": 4, "lr": 1e-3}
-    train_vocoder(clip_manifest, tmp_path / "a", "tiny", _cfg(4, ckpt_every=2), **common)
-    train_vocoder(clip_manifest, tmp_path / "b", "tiny", _cfg(2, ckpt_every=2), **common)
     train_vocoder(
-        clip_manifest, tmp_path / "b", "tiny", _cfg(4, ckpt_every=2), resume=True, **common
+        clip_manifest, tmp_path / "a", preset="tiny", train_cfg=_cfg(4, ckpt_every=2), **common
+    )
+    train_vocoder(
+        clip_manifest, tmp_path / "b", preset="tiny", train_cfg=_cfg(2, ckpt_every=2), **common
+    )
+    train_vocoder(
+        clip_manifest,
+        tmp_path / "b",
+        preset="tiny",
+        train_cfg=_cfg(4, ckpt_every=2),
+        resume=True,
+        **common,
     )
     a = load_file(tmp_path / "a" / "vocoder.safetensors")
     b = load_file(tmp_path / "b" / "vocoder.safetensors")
@@ -62,18 +78,22 @@ def test_unreadable_files_are_skipped_not_fatal(clip_manifest, tmp_path):
     extra["split"] = "train"
     manifest = tmp_path / "m.parquet"
     write_manifest(pd.concat([df, extra], ignore_index=True), manifest)
-    s = train_vocoder(manifest, tmp_path / "voc", "tiny", _cfg(1), segment_frames=4)
-    assert len(s["skipped"]) == 1 and "broken.wav" in s["skipped"][0][1]
+    s = train_vocoder(
+        manifest, tmp_path / "voc", preset="tiny", train_cfg=_cfg(1), segment_frames=4
+    )
+    assert len(s.skipped) == 1 and "broken.wav" in s.skipped[0][1]
 
     only_bad = extra.copy()
     write_manifest(only_bad, tmp_path / "bad.parquet")
     with pytest.raises(MaaError, match="no usable training clips"):
-        train_vocoder(tmp_path / "bad.parquet", tmp_path / "voc2", "tiny", _cfg(1))
+        train_vocoder(tmp_path / "bad.parquet", tmp_path / "voc2", preset="tiny", train_cfg=_cfg(1))
 
 
 def test_init_default_needs_v1_preset(clip_manifest, tmp_path):
     with pytest.raises(MaaError, match="V1 generator shape"):
-        train_vocoder(clip_manifest, tmp_path / "v", "tiny", _cfg(1), init="default")
+        train_vocoder(
+            clip_manifest, tmp_path / "v", preset="tiny", train_cfg=_cfg(1), init="default"
+        )
 
 
 def test_cli_train_then_vocode_with_bundle(clip_manifest, clip_dir, tmp_path):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from maa.trainer import TrainSummary
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,18 +78,16 @@ def train_config(
     )
 
 
-def print_summary(summary: dict[str, Any], component: str, out: Any) -> None:
+def print_summary(s: TrainSummary, component: str, out: Any) -> None:
     """One line on the run, the files it skipped, and where the component was written."""
-    last = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("last", {}).items())
-    clips = f" on {summary['clips']} clip(s)" if "clips" in summary else ""
+    last = ", ".join(f"{k} {v:.4g}" for k, v in s.last.items())
     console.print(
-        f"trained to step {summary['steps']} (from {summary['resumed_from']}){clips} in "
-        f"{summary['seconds']:.1f} s, {summary['steps_per_s']:.2f} steps/s; {last}",
+        f"trained to step {s.steps} (from {s.resumed_from}) on {s.clips} clip(s) in "
+        f"{s.seconds:.1f} s, {s.steps_per_s:.2f} steps/s; {last}",
         highlight=False,
     )
-    skipped = summary.get("skipped") or []
-    for _path, reason in skipped[:10]:
+    for _path, reason in s.skipped[:10]:
         console.print(f"[yellow]skipped:[/] {reason}", highlight=False)
-    if len(skipped) > 10:
-        console.print(f"[yellow]… {len(skipped) - 10} more skipped[/]")
+    if len(s.skipped) > 10:
+        console.print(f"[yellow]… {len(s.skipped) - 10} more skipped[/]")
     console.print(f"bundle: [bold]{out}[/] (component {component})", highlight=False)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from maa.cli.common import console
+
+if TYPE_CHECKING:
+    from maa.stages.evaluate import EvalReport
 
 
 def evaluate_cmd(
@@ -46,69 +49,42 @@ def evaluate_cmd(
     KL pairs files by name; the CLAP score takes captions from the generated manifest, or
     from the name-paired reference clips. Every number names the backbone it came from.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from maa.manifest import side_file
+    from maa.stages.evaluate import evaluate
 
-    from maa.stages.evaluate import evaluate, side_file
-
-    with Progress(
-        TextColumn("embedding {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        report = evaluate(
-            generated,
-            reference,
-            metrics=metrics,
-            embedder=embedder,
-            vggish=vggish,
-            clap=clap,
-            out=out,
-            device=device,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-            use_cache=not no_cache,
-            progress=progress,
-        )
+    report = evaluate(
+        generated, reference, metrics=metrics, embedder=embedder, vggish=vggish, clap=clap,
+        out=out, device=device, batch_size=batch_size, cache_dir=cache_dir,
+        use_cache=not no_cache, progress=True,
+    )  # fmt: skip
     print_report(report)
-    console.print(f"wrote [bold]{out}[/] and {side_file(out)}")
+    console.print(f"wrote [bold]{out}[/] and {side_file(out, 'files')}")
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: EvalReport) -> None:
     """The report's metrics as a rich table; reasons and notes are listed below it."""
     from rich.table import Table
 
-    g, r = report["generated"], report["reference"]
     table = Table(
-        title=f"maa evaluate: {g['n_files']} generated vs {r['n_files']} reference files, "
-        f"{report['n_paired']} paired by name"
+        title=f"maa evaluate: {report.generated.n_files} generated vs "
+        f"{report.reference.n_files} reference files, {report.n_paired} paired by name"
     )
     for col in ("metric", "value", "backbone", "files gen/ref", "paired"):
         table.add_column(col, no_wrap=True)
     notes: list[str] = []
-    for m in report["metrics"]:
-        value = m["value"]
-        if value is None:
+    for m in report.metrics:
+        if m.value is None:
             shown = "[red]not computed[/]"
-        elif m["metric"] == "IS":
-            shown = f"{value:.5g} ± {m.get('std', 0.0):.2g}"
+        elif m.std is not None:
+            shown = f"{m.value:.5g} ± {m.std:.2g}"
         else:
-            shown = f"{value:.5g}"
-        files = f"{m.get('n_generated', '')}/{m.get('n_reference', '')}".strip("/")
-        table.add_row(
-            m["metric"], shown, m.get("backbone") or "", files, str(m.get("n_paired", ""))
-        )
-        if m.get("reason"):
-            notes.append(f"[red]{m['metric']}[/] {m['reason']}")
-        notes += [f"[yellow]{m['metric']}[/] {n}" for n in m.get("notes", [])]
+            shown = f"{m.value:.5g}"
+        files = "/".join(str(n) for n in (m.n_generated, m.n_reference) if n is not None)
+        paired = "" if m.n_paired is None else str(m.n_paired)
+        table.add_row(m.metric, shown, m.backbone or "", files, paired)
+        if m.reason:
+            notes.append(f"[red]{m.metric}[/] {m.reason}")
+        notes += [f"[yellow]{m.metric}[/] {n}" for n in m.notes]
     console.print(table)
-    for note in notes + [f"[yellow]note[/] {n}" for n in report.get("notes", [])]:
+    for note in notes + [f"[yellow]note[/] {n}" for n in report.notes]:
         console.print(note, highlight=False)

@@ -13,19 +13,14 @@ manifest_app = typer.Typer(help="Build and inspect Parquet manifests.", no_args_
 
 def _write(df, failures, out: Path) -> None:
     from maa.errors import MaaError
-    from maa.manifest import write_manifest
+    from maa.manifest import write_manifest, write_side_table
 
     if df.empty:
         reasons = "; ".join(failures["error"].head(3)) if len(failures) else "no rows"
         raise MaaError(f"no usable audio: {reasons}")
     write_manifest(df, out)
     console.print(f"wrote [bold]{out}[/] ({len(df)} clips, {df['duration'].sum() / 3600:.2f} h)")
-    if len(failures):
-        from maa.fsutil import atomic_path
-
-        side = out.with_name(out.stem + ".failures.parquet")
-        with atomic_path(side) as tmp:
-            failures.to_parquet(tmp, index=False)
+    if side := write_side_table(failures, out, "failures"):
         console.print(f"[yellow]{len(failures)} file(s) skipped[/], reasons in {side}:")
         for _, r in failures.head(10).iterrows():
             console.print(f"  {r['audio_path']}: {r['error']}", highlight=False)

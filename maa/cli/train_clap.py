@@ -48,6 +48,7 @@ def train_clap_cmd(
         ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
         grad_clip=1.0,
     )  # fmt: skip
-    s = train_clap(manifest, out, preset, cfg, resume, lr=lr, tune_text_layers=tune_text_layers)
-    console.print(f"{s['captions']} distinct captions")
+    s = train_clap(manifest, out, preset=preset, train_cfg=cfg, resume=resume, lr=lr,
+                   tune_text_layers=tune_text_layers)  # fmt: skip
+    console.print(f"{s.captions} distinct captions")
     print_summary(s, "clap", out)

@@ -59,14 +59,15 @@ def train_ldm_cmd(
         ema=ema or None, ckpt_every=ckpt_every, val_every=val_every, seed=seed,
         device=device,
     )  # fmt: skip
-    summary = train_ldm(
-        manifest, bundle, preset, text_encoder, cfg, resume, crop_seconds, lr, warmup,
-        prediction, reprogram, reprogram_prob,
+    s = train_ldm(
+        manifest, bundle, preset=preset, train_cfg=cfg, text_encoder=text_encoder, resume=resume,
+        crop_seconds=crop_seconds, lr=lr, warmup=warmup, prediction=prediction,
+        reprogram=reprogram, reprogram_prob=reprogram_prob,
     )  # fmt: skip
-    print_summary(summary, "unet", bundle)
-    cache = "reused" if summary["cache_reused"] else "built"
+    print_summary(s, "unet", bundle)
+    cache = "reused" if s.cache_reused else "built"
     console.print(
-        f"latent cache {summary['cache']} {cache}; scale_factor {summary['scale_factor']:.4f}; "
-        f"crop {summary['crop_frames']} frames",
+        f"latent cache {s.cache} {cache}; scale_factor {s.scale_factor:.4f}; "
+        f"crop {s.crop_frames} frames",
         highlight=False,
     )

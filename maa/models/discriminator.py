@@ -7,24 +7,21 @@ the per-window scores are summed. Short windows judge local texture, long ones r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from maa.config import Config
+
 
 @dataclass(frozen=True)
-class DiscConfig:
+class DiscConfig(Config):
     n_mels: int = 80
     windows: tuple[int, ...] = (32, 64, 128)
     channels: int = 32
     layers: int = 4
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["windows"] = list(self.windows)
-        return d
 
 
 class WindowDiscriminator(nn.Module):

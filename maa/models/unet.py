@@ -16,18 +16,19 @@ is built from it with diffusers' ``from_config``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from diffusers import UNet2DConditionModel
 
+from maa.config import Config
 from maa.errors import MaaError, choose
 
 PREDICTIONS = ("epsilon", "v_prediction")
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Config):
     """Architecture of the denoiser (maps onto ``UNet2DConditionModel`` kwargs).
 
     ``cross_attention_dim`` 0 means "not fixed yet": :meth:`with_text_width` sets it from the
@@ -51,19 +52,6 @@ class UNetConfig:
 
     def with_latent_channels(self, channels: int) -> UNetConfig:
         return replace(self, in_channels=int(channels), out_channels=int(channels))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["block_out_channels"] = list(self.block_out_channels)
-        d["cross_attn_levels"] = list(self.cross_attn_levels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        data = dict(data)
-        data["block_out_channels"] = tuple(data["block_out_channels"])
-        data["cross_attn_levels"] = tuple(bool(x) for x in data["cross_attn_levels"])
-        return cls(**data)
 
     def diffusers_kwargs(self) -> dict[str, Any]:
         """The ``UNet2DConditionModel`` constructor arguments for this config."""
@@ -122,7 +110,7 @@ def count_parameters(module) -> int:
 
 
 @dataclass(frozen=True)
-class NoiseSchedule:
+class NoiseSchedule(Config):
     """The training noise schedule and prediction target (stored in the bundle)."""
 
     num_train_timesteps: int = 1000
@@ -136,13 +124,6 @@ class NoiseSchedule:
             raise MaaError(
                 f"--prediction {self.prediction_type!r} is not one of {', '.join(PREDICTIONS)}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NoiseSchedule:
-        return cls(**data)
 
     def scheduler_config(self) -> dict[str, Any]:
         """A diffusers scheduler config every sampler accepts through ``from_config``."""

@@ -10,17 +10,18 @@ so AudioLDM/Tango-style checkpoints and tools work with it. Presets:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from maa.errors import MaaError, choose
+from maa.config import Config
+from maa.errors import BundleError, MaaError, choose
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(Config):
     """Architecture of the spectrogram VAE (diffusers ``AutoencoderKL`` kwargs)."""
 
     block_out_channels: tuple[int, ...] = (128, 256, 256, 512)
@@ -37,17 +38,6 @@ class VAEConfig:
     def downsample(self) -> int:
         """Spatial reduction factor in both axes (2 per block after the first)."""
         return 2 ** (len(self.block_out_channels) - 1)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["block_out_channels"] = list(self.block_out_channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VAEConfig:
-        data = dict(data)
-        data["block_out_channels"] = tuple(data["block_out_channels"])
-        return cls(**data)
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {
@@ -143,7 +133,7 @@ def build_vae(cfg: VAEConfig) -> SpectrogramVAE:
 
 def load_vae(bundle, device: torch.device | str = "cpu") -> SpectrogramVAE:
     """The bundle's ``vae`` component, in eval mode on ``device``."""
-    cfg = VAEConfig.from_dict(bundle.config("vae"))
+    cfg = VAEConfig.from_dict(bundle.config("vae"), f"{bundle.root} component 'vae'", BundleError)
     vae = build_vae(cfg)
     bundle.load_into("vae", vae)
     return vae.to(device).eval()

@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maa.errors import MaaError
+from maa.config import Config
+from maa.errors import MaaError, choose
 
 VGGISH_FILE = "vggish-10086976.pth"
 VGGISH_URL = "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
 
 
 @dataclass(frozen=True)
-class VggishConfig:
+class VggishConfig(Config):
     """VGGish front end (seconds, Hz) and network widths."""
 
     sample_rate: int = 16000
@@ -62,11 +62,6 @@ class VggishConfig:
         """Shortest input that yields one example (15 600 samples = 0.975 s at 16 kHz)."""
         return self.window_length + (self.example_frames - 1) * self.hop_length
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
 
 VGGISH_PRESETS: dict[str, VggishConfig] = {
     "vggish": VggishConfig(),
@@ -78,12 +73,7 @@ _STAGES = (1, 1, 2, 2)
 
 
 def get_vggish_config(name: str) -> VggishConfig:
-    try:
-        return VGGISH_PRESETS[name]
-    except KeyError:
-        raise MaaError(
-            f"unknown VGGish preset {name!r}; choose from {sorted(VGGISH_PRESETS)}"
-        ) from None
+    return choose(VGGISH_PRESETS, name, "VGGish preset")
 
 
 def htk_mel_matrix(cfg: VggishConfig) -> torch.Tensor:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -21,24 +20,30 @@ import torch
 from torch import nn
 
 from maa.bundle import Bundle
+from maa.config import Config
 from maa.data import AudioClips, CropDataset
 from maa.errors import AudioError, MaaError, choose
 from maa.manifest import audio_paths, read_manifest, select_split
 from maa.mel import get_mel_preset
 from maa.models.clap import Clap, ClapConfig, TextTower, get_clap_config
-from maa.trainer import StepContext, TrainConfig, lr_warmup, train
+from maa.trainer import StepContext, TrainConfig, TrainSummary, lr_warmup, train
 
 log = logging.getLogger("maa.clap")
 
 
 @dataclass(frozen=True)
-class ClapTrainConfig:
+class ClapTrainConfig(Config):
     """Optimiser settings of one preset (AdamW with linear warm-up)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 200
     text_lr_mult: float = 0.1  # tuned MiniLM layers are pretrained: move them gently
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClapTrainSummary(TrainSummary):
+    captions: int  # distinct captions trained on
 
 
 TRAIN_PRESETS: dict[str, ClapTrainConfig] = {
@@ -105,7 +110,7 @@ class ClapTask:
             )
 
     def config_dict(self) -> dict[str, Any]:
-        return {"clap": self.cfg.to_dict(), "optim": asdict(self.opt_cfg)}
+        return {"clap": self.cfg.to_dict(), "optim": self.opt_cfg.to_dict()}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"clap": Clap(self.cfg)}
@@ -184,24 +189,19 @@ def train_clap(
     manifest: str | os.PathLike[str],
     out: str | os.PathLike[str],
     preset: str = "default",
-    train_cfg: TrainConfig | None = None,
+    train_cfg: TrainConfig = TrainConfig(),
+    *,
     resume: bool = False,
     lr: float | None = None,
     tune_text_layers: int | None = None,
-) -> dict[str, Any]:
+) -> ClapTrainSummary:
     """Train (or resume) a CLAP on a manifest's captioned train rows; writes ``clap`` into ``out``.
 
     Rows with an empty caption and unusable audio files are skipped (listed in ``skipped``).
     A ``valid`` split, when present, is scored by retrieval recall@1 every ``val_every`` steps.
     """
-    choose(TRAIN_PRESETS, preset, "preset")
-    cfg = get_clap_config(preset)
-    if tune_text_layers is not None:
-        cfg = cfg.with_tuned_layers(tune_text_layers)
-    opt_cfg = TRAIN_PRESETS[preset]
-    if lr is not None:
-        opt_cfg = replace(opt_cfg, lr=lr)
-    train_cfg = train_cfg or TrainConfig()
+    opt_cfg = choose(TRAIN_PRESETS, preset, "preset").override(lr=lr)
+    cfg = get_clap_config(preset).override(text_tune_layers=tune_text_layers)
     mel = get_mel_preset(cfg.mel)
     df = read_manifest(manifest)
     captioned, skipped = _captioned(df, manifest)
@@ -215,14 +215,12 @@ def train_clap(
             log.warning("no validation: %s", exc)
     bundle = Bundle.create(out, mel)
     task = ClapTask(clips, valid, cfg, opt_cfg, bundle, preset, train_cfg.seed)
-    summary = train(task, out, train_cfg, resume=resume)
-    summary.update(
+    return ClapTrainSummary.of(
+        train(task, out, train_cfg, resume=resume),
         skipped=skipped + clips.failures,
         clips=len(clips),
         captions=len(task.captions),
-        bundle=str(Path(out)),
     )
-    return summary
 
 
 def _captioned(df: pd.DataFrame, name: Any) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,20 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from maa.audio import audio_info, find_audio_files, load_audio
+from maa.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files, load_audio
 from maa.errors import MaaError
-from maa.fsutil import atomic_path
 from maa.manifest import (
     empty_manifest,
     read_manifest,
     relative_to,
     resolve_path,
+    side_file,
     write_manifest,
+    write_side_table,
 )
+from maa.progress import ProgressBar
 from maa.stages.experts import Candidate, Clip, Expert, RetrievalExpert, build_experts
 
 NO_CLAP_NOTE = (
@@ -100,12 +102,6 @@ def split_of(key: str) -> str:
     return "test"
 
 
-def errors_path_for(out: str | Path) -> Path:
-    """Side manifest of failed clips beside ``out`` (``NAME.errors.parquet``)."""
-    out = Path(out)
-    return out.with_name(out.name.removesuffix(".parquet") + ".errors.parquet")
-
-
 def distill(
     audio_dir: str | Path,
     out: str | Path,
@@ -136,11 +132,11 @@ def distill(
         save_every: rewrite the output (atomically) after this many clips.
     """
     audio_dir = Path(audio_dir)
-    log = log or _stderr
+    log = log or (lambda msg: print(msg, file=sys.stderr))
     files = find_audio_files(audio_dir)
     if not files:
         raise MaaError(
-            f"{audio_dir}: no audio files found (looked for {', '.join(_extensions())}); "
+            f"{audio_dir}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
             "pass a folder of recordings"
         )
     i, n = parse_shard(shard)
@@ -175,16 +171,17 @@ def distill(
         if clap is not None and isinstance(expert, RetrievalExpert) and expert.clap is clap:
             text_cache.update(zip(expert.bank, expert.bank_embeddings(), strict=True))
     t0 = time.perf_counter()
-    since_save = 0
+    since_save = done = 0
 
-    def flush() -> None:
+    def flush() -> Path | None:
         # an empty shard still writes its (empty) manifest so that merging finds every shard
         df = pd.DataFrame(rows).sort_values("audio_path", kind="stable") if rows else None
         write_manifest(df if df is not None else empty_manifest(), out)
-        _write_errors(errors, errors_path_for(out))
+        return write_side_table(sorted(errors, key=lambda e: e["audio_path"]), out, "errors")
 
     sr = int(clap.sample_rate) if clap is not None else None
-    with RateProgress(progress, len(pending)) as bar, ThreadPoolExecutor(2) as pool:
+    with ProgressBar(progress, "clips") as bar, ThreadPoolExecutor(2) as pool:
+        bar("distill", 0, len(pending))
         for batch in _prefetch(pool, pending, batch_size, sr):
             clips: list[tuple[str, Clip, Any]] = []
             for key, path, loaded in batch:
@@ -222,11 +219,12 @@ def distill(
                     "caption_expert": cands[best].expert,
                 })  # fmt: skip
             since_save += len(batch)
-            bar.advance(len(batch))
+            done += len(batch)
+            bar("distill", done, len(pending))
             if since_save >= save_every:
                 flush()
                 since_save = 0
-    flush()
+    errors_path = flush()
     elapsed = time.perf_counter() - t0
     return DistillSummary(
         out=out,
@@ -235,7 +233,7 @@ def distill(
         failed=len(errors),
         elapsed=elapsed,
         scored=clap is not None,
-        errors_path=errors_path_for(out) if errors else None,
+        errors_path=errors_path,
     )
 
 
@@ -299,16 +297,6 @@ def _prefetch(pool: ThreadPoolExecutor, items: list[tuple[str, Path]], size: int
         yield [(k, p, f.result()) for k, p, f in current]
 
 
-def _write_errors(errors: list[dict[str, str]], path: Path) -> None:
-    if not errors:
-        if path.is_file():
-            path.unlink()  # every earlier failure has now been processed (or retried)
-        return
-    table = pa.Table.from_pylist(sorted(errors, key=lambda e: e["audio_path"]))
-    with atomic_path(path) as tmp:
-        pq.write_table(table, str(tmp))
-
-
 def merge_shards(shards: Sequence[str | Path], out: str | Path) -> tuple[int, int, int]:
     """Join shard outputs into ``out`` (paths re-based on ``out``'s folder, sorted by path).
 
@@ -330,7 +318,7 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path) -> tuple[int, in
         dup += int((~keep).sum())
         seen.update(df["audio_path"])
         frames.append(df[keep])
-        epath = errors_path_for(shard)
+        epath = side_file(shard, "errors")
         if epath.is_file():
             for e in pq.read_table(str(epath)).to_pylist():
                 e["audio_path"] = relative_to(resolve_path(e["audio_path"], root), out.parent)
@@ -338,60 +326,5 @@ def merge_shards(shards: Sequence[str | Path], out: str | Path) -> tuple[int, in
     merged = pd.concat(frames, ignore_index=True).sort_values("audio_path", kind="stable")
     errs = [e for e in errs if e["audio_path"] not in seen]
     write_manifest(merged, out)
-    _write_errors(errs, errors_path_for(out))
+    write_side_table(sorted(errs, key=lambda e: e["audio_path"]), out, "errors")
     return len(merged), dup, len(errs)
-
-
-class RateProgress:
-    """A rich progress bar on stderr with items/s (or nothing when ``on`` is False).
-
-    ``with RateProgress(on, total, "distill", "clips") as bar: ... bar.advance(k)``
-    """
-
-    def __init__(self, on: bool, total: int, what: str = "distill", unit: str = "clips"):
-        self.on, self.total, self.what, self.unit = on, total, what, unit
-        self.bar: Any = None
-        self.t0 = time.perf_counter()
-
-    def __enter__(self) -> RateProgress:
-        if self.on:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                f"[bold]{self.what}", BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )  # fmt: skip
-            self.bar.start()
-            self.task = self.bar.add_task(self.what, total=self.total, rate="")
-            self.t0 = time.perf_counter()
-        return self
-
-    def advance(self, k: int = 1) -> None:
-        if self.bar is not None:
-            done = self.bar.tasks[0].completed + k
-            rate = done / max(time.perf_counter() - self.t0, 1e-9)
-            self.bar.update(self.task, advance=k, rate=f"{rate:.1f} {self.unit}/s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _stderr(msg: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(msg, highlight=False, soft_wrap=True)
-
-
-def _extensions() -> list[str]:
-    from maa.audio import AUDIO_EXTENSIONS
-
-    return list(AUDIO_EXTENSIONS)

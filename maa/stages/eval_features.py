@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from maa.errors import MaaError
+from maa.fsutil import atomic_path, write_json_atomic
 
 FEATURES_VERSION = "2"  # bump when decoding/padding/resampling changes: old cache entries die
 CHUNK_FILES = 32  # files decoded at a time (bounds memory; batches are formed inside a chunk)
-Progress = Callable[[str, int, int], None]
+Progress = Callable[[str, int, int], None]  # (label, done, total), e.g. maa.progress.ProgressBar
 _KEEP_LOADED = 3
 _LOADED: dict[str, Any] = {}  # identity (weights hash) -> loaded model
 
@@ -194,8 +195,6 @@ def weights_digest(path: Path, memo_dir: Path | None = None) -> str:
     if key not in known:
         known[key] = file_digest(path)
         try:
-            from maa.fsutil import write_json_atomic
-
             memo.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(memo, dict(list(known.items())[-256:]))
         except (OSError, MaaError):  # a read-only home only costs re-hashing next time
@@ -319,8 +318,6 @@ class FeatureCache:
     def save(self, identity: str, digest: str, arrays: dict[str, np.ndarray]) -> None:
         if self.root is None:
             return
-        from maa.fsutil import atomic_path
-
         path = self._path(identity, digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -434,6 +431,8 @@ def extract_features(
     ]
     chunk_size = max(CHUNK_FILES, 4 * batch_size)
     for start in range(0, len(todo), chunk_size):
+        if progress is not None:
+            progress(f"embedding {clips.label}", start, len(todo))
         chunk = todo[start : start + chunk_size]
         decoded: dict[int, tuple[torch.Tensor, int]] = {}
         for i in chunk:
@@ -464,8 +463,8 @@ def extract_features(
                         )
                         side.feats[b.identity][i] = out
                         side.padded[b.identity][i] = was_padded
-        if progress is not None:
-            progress(clips.label, min(start + chunk_size, len(todo)), len(todo))
+    if progress is not None and todo:
+        progress(f"embedding {clips.label}", len(todo), len(todo))
     for b in backbones:  # one pack per set for the next run
         done = [i for i in range(n) if side.feats[b.identity][i] is not None]
         if b.identity not in packed and done:

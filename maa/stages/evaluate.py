@@ -8,9 +8,9 @@ last partial batch is always kept. Features are cached per (embedder weights, fi
 hash, so re-runs are fast and can never be stale. Files are paired by name (the file stem, or
 the relative path without suffix when stems repeat) for KL and for borrowing reference captions.
 
-The report (JSON, atomic) lists every metric with its value, the backbone it came from, the
-file counts and notes; metrics that could not be computed have ``value: null`` and a reason.
-Per-file scores go to a Parquet side file next to it.
+The report (:class:`EvalReport`, written as JSON atomically) lists every metric with its value,
+the backbone it came from, the file counts and notes; metrics that could not be computed have
+``value: null`` and a reason. Per-file scores go to a Parquet side file next to it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hashlib
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,14 @@ import torch
 
 from maa import __version__
 from maa.errors import MaaError
+from maa.fsutil import write_json_atomic
+from maa.manifest import side_file, write_side_table
+from maa.progress import ProgressBar
 from maa.stages.eval_features import (
     Backbone,
     ClapBackbone,
     ClipSet,
     FeatureCache,
-    Progress,
     SideFeatures,
     clap_backbone,
     collect_clips,
@@ -47,6 +50,77 @@ from maa.stages.eval_features import (
 
 METRICS = ("fd", "fad", "kl", "is", "clap")
 REPORT_FORMAT = "maa-eval-report"
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    """One metric of the report, e.g. ``FD`` on ``panns-cnn14-16k`` embeddings.
+
+    ``value`` is None when it could not be computed (``reason`` says why); counts that do not
+    apply stay None.
+    """
+
+    metric: str
+    value: float | None
+    backbone: str | None
+    std: float | None = None  # IS: over the splits
+    splits: int | None = None  # IS
+    n_generated: int | None = None
+    n_reference: int | None = None
+    rows_generated: int | None = None  # FAD: VGGish frames
+    rows_reference: int | None = None
+    n_paired: int | None = None  # KL: name-paired files
+    notes: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as ``report.json`` holds it (no unset counts, no empty reason)."""
+        d = asdict(self)
+        keep = {k: v for k, v in d.items() if k in ("value", "backbone") or v not in (None, "")}
+        return keep | {"notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class SetSummary:
+    """One side's files: counted, failed, and per backbone name zero-padded or cache hits."""
+
+    source: str
+    n_files: int
+    n_failed: int
+    n_padded: dict[str, int]
+    n_cached: dict[str, int]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """What :func:`evaluate` found; :meth:`to_dict` is the layout of ``report.json``."""
+
+    created: str  # ISO 8601, UTC
+    generated: SetSummary
+    reference: SetSummary
+    n_paired: int
+    metrics: tuple[MetricEntry, ...]
+    backbones: dict[str, dict[str, Any]]  # name -> {identity, sample_rate}
+    cache: str | None
+    per_file: str  # name of the per-file Parquet beside the report
+    notes: tuple[str, ...]
+    versions: dict[str, str]
+
+    def metric(self, name: str) -> MetricEntry:
+        """The entry named ``name`` (``FD``, ``KL_softmax`` …); KeyError if it was not asked."""
+        return {m.metric: m for m in self.metrics}[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``report.json`` (format ``maa-eval-report``, version 1)."""
+        return {
+            "format": REPORT_FORMAT,
+            "format_version": 1,
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+            "generated": asdict(self.generated),
+            "reference": asdict(self.reference),
+            "metrics": [m.to_dict() for m in self.metrics],
+            "notes": list(self.notes),
+        }
 
 
 def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[list[str], bool]:
@@ -99,8 +173,8 @@ def evaluate(
     batch_size: int = 8,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
-    progress: Progress | None = None,
-) -> dict[str, Any]:
+    progress: bool = False,
+) -> EvalReport:
     """Score ``generated`` against ``reference``; write ``out`` (JSON) and its Parquet side file.
 
     Args:
@@ -114,9 +188,10 @@ def evaluate(
         out: report path; per-file scores go to ``<out stem>.files.parquet`` beside it.
         cache_dir: feature cache root (default :func:`default_cache_dir`); ``use_cache=False``
             disables it.
+        progress: show a progress bar on stderr while embedding.
 
     Returns:
-        The report dict that was written.
+        The report that was written.
     """
     from maa.device import resolve_device
     from maa.models.panns import PANNS_FILE, PANNS_URL
@@ -187,23 +262,24 @@ def evaluate(
         if b is not None and used_by & todo:
             backbones[b.identity] = b
     sides = {}
-    for clips in (gen, ref):
-        side = inspect_files(clips)
-        chosen = [
-            b
-            for b in backbones.values()
-            if clips is gen or not isinstance(b, ClapBackbone) or b is main
-        ]
-        extract_features(clips, side, chosen, cache, dev, batch_size, progress)
-        sides[clips.label] = side
+    with ProgressBar(progress, "files", transient=True) as bar:
+        for clips in (gen, ref):
+            side = inspect_files(clips)
+            chosen = [
+                b
+                for b in backbones.values()
+                if clips is gen or not isinstance(b, ClapBackbone) or b is main
+            ]
+            extract_features(clips, side, chosen, cache, dev, batch_size, bar)
+            sides[clips.label] = side
     sg, sr_ = sides["generated"], sides["reference"]
 
-    results: list[dict[str, Any]] = []
+    results: list[MetricEntry] = []
     per_gen: dict[str, list[float]] = {}
     for m in wanted:
         if m in blocked:
             names = ["KL_softmax", "KL_sigmoid"] if m == "kl" else [m.upper()]
-            results += [_entry(name, None, None, reason=blocked[m]) for name in names]
+            results += [MetricEntry(name, None, None, reason=blocked[m]) for name in names]
         elif m == "fd":
             assert main is not None
             key = "embedding" if main is panns else "audio"
@@ -220,51 +296,29 @@ def evaluate(
         elif m == "clap":
             assert clap_b is not None
             results.append(_clap(clap_b, sg, captions, cache, per_gen))
-    report = _report(gen, ref, sg, sr_, pairs, results, backbones, cache, out)
+    report = _report(gen, ref, sg, sr_, pairs, results, backbones, cache, side_file(out, "files"))
     _write(report, gen, ref, sg, sr_, pairs, captions, backbones, per_gen, out)
     return report
 
 
 # -- metrics over the extracted features ---------------------------------------------------------
-def _entry(
-    metric: str, value: float | None, backbone: Backbone | None, reason: str = "", **extra: Any
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "metric": metric,
-        "value": None if value is None else float(value),
-        "backbone": backbone.name if backbone is not None else None,
-    }
-    entry.update(extra)
-    entry.setdefault("notes", [])
-    if reason:
-        entry["reason"] = reason
-    return entry
-
-
 def _frechet(
     metric: str, b: Backbone, key: str, sg: SideFeatures, sr_: SideFeatures
-) -> dict[str, Any]:
+) -> MetricEntry:
     from maa.metrics import frechet_distance_features
 
     gi, ri = sg.ok(b.identity), sr_.ok(b.identity)
     counts = {"n_generated": len(gi), "n_reference": len(ri)}
     if not gi or not ri:
-        return _entry(metric, None, b, reason="no embeddable files on one side", **counts)
+        return MetricEntry(metric, None, b.name, reason="no embeddable files on one side", **counts)
     xg = np.concatenate([np.atleast_2d(sg.feats[b.identity][i][key]) for i in gi])
     xr = np.concatenate([np.atleast_2d(sr_.feats[b.identity][i][key]) for i in ri])
     rows = {"rows_generated": len(xg), "rows_reference": len(xr)} if key == "frames" else {}
     what = "frames" if key == "frames" else "files"
     if min(len(xg), len(xr)) < 2:
-        return _entry(
-            metric,
-            None,
-            b,
-            notes=[],
-            **counts,
-            **rows,
-            reason=f"a covariance needs at least 2 {what} per side, got {len(xg)} generated and "
-            f"{len(xr)} reference",
-        )
+        why = f"a covariance needs at least 2 {what} per side, got {len(xg)} generated and "
+        why += f"{len(xr)} reference"
+        return MetricEntry(metric, None, b.name, **counts, **rows, reason=why)
     notes: list[str] = []
     dim = xg.shape[1]
     if min(len(xg), len(xr)) <= dim:
@@ -273,7 +327,7 @@ def _frechet(
             "compare only with runs of the same size"
         )
     value = frechet_distance_features(xg, xr, notes=notes)
-    return _entry(metric, value, b, notes=notes, **counts, **rows)
+    return MetricEntry(metric, float(value), b.name, notes=tuple(notes), **counts, **rows)
 
 
 def _kl(
@@ -282,7 +336,7 @@ def _kl(
     sr_: SideFeatures,
     pairs: Sequence[tuple[int, int]],
     per_gen: dict[str, list[float]],
-) -> list[dict[str, Any]]:
+) -> list[MetricEntry]:
     from maa.metrics import kl_divergence
 
     ok = [
@@ -292,21 +346,14 @@ def _kl(
     ]
     n = len(sg.feats[b.identity])
     out = []
+    unpaired = (
+        "no generated file shares a name with a reference file (KL compares each clip with the "
+        "reference clip of the same name); name them alike"
+    )
     for kind in ("softmax", "sigmoid"):
         metric = f"KL_{kind}"
         if not ok:
-            out.append(
-                _entry(
-                    metric,
-                    None,
-                    b,
-                    n_paired=0,
-                    reason=(
-                        "no generated file shares a name with a reference file (KL compares "
-                        "each clip with the reference clip of the same name); name them alike"
-                    ),
-                )
-            )
+            out.append(MetricEntry(metric, None, b.name, n_paired=0, reason=unpaired))
             continue
         p = np.stack([sr_.feats[b.identity][r]["logits"] for _, r in ok])
         q = np.stack([sg.feats[b.identity][g]["logits"] for g, _ in ok])
@@ -317,24 +364,27 @@ def _kl(
         notes = []
         if len(ok) < n:
             notes.append(f"{n - len(ok)} of {n} generated files have no reference namesake")
-        out.append(_entry(metric, float(values.mean()), b, n_paired=len(ok), notes=notes))
+        out.append(
+            MetricEntry(metric, float(values.mean()), b.name, n_paired=len(ok), notes=tuple(notes))
+        )
     return out
 
 
-def _inception(b: Backbone, sg: SideFeatures) -> dict[str, Any]:
+def _inception(b: Backbone, sg: SideFeatures) -> MetricEntry:
     from maa.metrics import IS_SPLITS, inception_score
 
     gi = sg.ok(b.identity)
     if not gi:
-        return _entry("IS", None, b, reason="no embeddable generated files", n_generated=0)
+        return MetricEntry(
+            "IS", None, b.name, n_generated=0, reason="no embeddable generated files"
+        )
     logits = np.stack([sg.feats[b.identity][i]["logits"] for i in gi])
     mean, std, splits = inception_score(logits)
-    notes = (
-        []
-        if splits == IS_SPLITS
-        else [f"only {len(gi)} files: {splits} splits instead of {IS_SPLITS}"]
+    short = splits != IS_SPLITS
+    notes = (f"only {len(gi)} files: {splits} splits instead of {IS_SPLITS}",) if short else ()
+    return MetricEntry(
+        "IS", float(mean), b.name, float(std), int(splits), n_generated=len(gi), notes=notes
     )
-    return _entry("IS", mean, b, std=std, splits=splits, n_generated=len(gi), notes=notes)
 
 
 def _clap(
@@ -343,13 +393,15 @@ def _clap(
     captions: list[str],
     cache: FeatureCache,
     per_gen: dict[str, list[float]],
-) -> dict[str, Any]:
+) -> MetricEntry:
     from maa.metrics import clap_scores
 
     idx = [i for i in sg.ok(b.identity) if captions[i]]
     n = len(captions)
     if not idx:
-        return _entry("CLAP", None, b, reason="no embeddable generated clip has a caption")
+        return MetricEntry(
+            "CLAP", None, b.name, reason="no embeddable generated clip has a caption"
+        )
     text_id = b.identity + "-text"
     digests = [hashlib.sha256(captions[i].encode("utf-8")).hexdigest() for i in idx]
     text: dict[str, np.ndarray] = {}
@@ -371,11 +423,11 @@ def _clap(
     for i, s in zip(idx, scores, strict=True):
         col[i] = float(s)
     notes = (
-        []
+        ()
         if len(idx) == n
-        else [f"{n - len(idx)} of {n} generated files were not scored (no caption or unreadable)"]
+        else (f"{n - len(idx)} of {n} generated files were not scored (no caption or unreadable)",)
     )
-    return _entry("CLAP", float(scores.mean()), b, n_generated=len(idx), notes=notes)
+    return MetricEntry("CLAP", float(scores.mean()), b.name, n_generated=len(idx), notes=notes)
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -391,23 +443,17 @@ def _versions() -> dict[str, str]:
     }
 
 
-def side_file(out: str | os.PathLike[str]) -> Path:
-    """The per-file Parquet beside ``out``: ``report.json`` → ``report.files.parquet``."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.files.parquet")
-
-
 def _report(
     gen: ClipSet,
     ref: ClipSet,
     sg: SideFeatures,
     sr_: SideFeatures,
     pairs: Sequence[tuple[int, int]],
-    results: list[dict[str, Any]],
+    results: list[MetricEntry],
     backbones: dict[str, Backbone],
     cache: FeatureCache,
-    out: str | os.PathLike[str],
-) -> dict[str, Any]:
+    per_file: Path,
+) -> EvalReport:
     notes = []
     rates = {c.label: sorted({r for r in s.sample_rates if r}) for c, s in ((gen, sg), (ref, sr_))}
     if rates["generated"] != rates["reference"]:
@@ -419,37 +465,35 @@ def _report(
         bad = sum(bool(e) for e in s.errors)
         if bad:
             notes.append(f"{bad} {c.label} file(s) could not be read; see the per-file table")
-    return {
-        "format": REPORT_FORMAT,
-        "format_version": 1,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "generated": _side_summary(gen, sg, backbones),
-        "reference": _side_summary(ref, sr_, backbones),
-        "n_paired": len(pairs),
-        "metrics": results,
-        "backbones": {
+    return EvalReport(
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        generated=_side_summary(gen, sg, backbones),
+        reference=_side_summary(ref, sr_, backbones),
+        n_paired=len(pairs),
+        metrics=tuple(results),
+        backbones={
             b.name: {"identity": b.identity, "sample_rate": b.known_rate}
             for b in backbones.values()
         },
-        "cache": str(cache.root) if cache.root else None,
-        "per_file": side_file(out).name,
-        "notes": notes,
-        "versions": _versions(),
-    }
+        cache=str(cache.root) if cache.root else None,
+        per_file=per_file.name,
+        notes=tuple(notes),
+        versions=_versions(),
+    )
 
 
-def _side_summary(c: ClipSet, s: SideFeatures, backbones: dict[str, Backbone]) -> dict[str, Any]:
-    return {
-        "source": c.source,
-        "n_files": len(c.paths),
-        "n_failed": sum(bool(e) for e in s.errors),
-        "n_padded": {backbones[k].name: int(sum(v)) for k, v in s.padded.items()},
-        "n_cached": {backbones[k].name: v for k, v in s.cached.items()},
-    }
+def _side_summary(c: ClipSet, s: SideFeatures, backbones: dict[str, Backbone]) -> SetSummary:
+    return SetSummary(
+        source=c.source,
+        n_files=len(c.paths),
+        n_failed=sum(bool(e) for e in s.errors),
+        n_padded={backbones[k].name: int(sum(v)) for k, v in s.padded.items()},
+        n_cached={backbones[k].name: v for k, v in s.cached.items()},
+    )
 
 
 def _write(
-    report: dict[str, Any],
+    report: EvalReport,
     gen: ClipSet,
     ref: ClipSet,
     sg: SideFeatures,
@@ -461,8 +505,6 @@ def _write(
     out: str | os.PathLike[str],
 ) -> None:
     import pandas as pd
-
-    from maa.fsutil import atomic_path, write_json_atomic
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -490,7 +532,5 @@ def _write(
             values = per_gen.get(name) if c is gen else None
             cols[name] = values if values is not None else [float("nan")] * n
         frames.append(pd.DataFrame(cols))
-    table = pd.concat(frames, ignore_index=True)
-    with atomic_path(side_file(out)) as tmp:
-        table.to_parquet(tmp, index=False)
-    write_json_atomic(out, report)
+    write_side_table(pd.concat(frames, ignore_index=True), out, "files")
+    write_json_atomic(out, report.to_dict())

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
+from maa.captions import read_captions, sidecar_texts, unique_texts
 from maa.errors import MaaError
 from maa.system import ASSETS
 
@@ -82,8 +83,6 @@ LANGUAGE_CODES = frozenset({
     "eu", "gl", "gd", "cy", "hr", "sr", "sq", "et", "lv", "lt", "fa", "vi", "zu", "ast", "oc",
     "eo",
 })  # fmt: skip
-JSON_TEXT_KEYS = ("caption", "captions", "description", "text", "title", "label", "labels", "tags")
-MAX_SIDECAR_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -206,36 +205,7 @@ def label_phrases(path: Path, root: Path) -> list[str]:
         out.append(compose_phrase(parent))
     if any(folders):
         out.append(compose_phrase([w for f in folders for w in f] + stem))
-    return _unique([t for t in out if t])
-
-
-def sidecar_texts(path: Path) -> list[str]:
-    """Human captions stored beside ``path``: ``NAME.txt`` and ``NAME.json`` (or ``FILE.ext.txt``).
-
-    A JSON file contributes the string values of the keys in :data:`JSON_TEXT_KEYS` (lists of
-    strings too). Unreadable or malformed sidecars contribute nothing.
-    """
-    texts: list[str] = []
-    for side in (path.with_suffix(".txt"), path.with_name(path.name + ".txt")):
-        if side.is_file():
-            try:
-                texts.append(side.read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                continue
-    for side in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
-        if not side.is_file():
-            continue
-        try:
-            meta: Any = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(meta, dict):
-            for key in JSON_TEXT_KEYS:
-                value = meta.get(key)
-                values = value if isinstance(value, list) else [value]
-                texts.extend(v for v in values if isinstance(v, str))
-    cleaned = [" ".join(t.split()).strip(" .") for t in texts]
-    return _unique([t for t in cleaned if t and len(t) <= MAX_SIDECAR_CHARS])
+    return unique_texts(out)
 
 
 class LabelExpert:
@@ -244,7 +214,7 @@ class LabelExpert:
     name = "label"
 
     def propose(self, clip: Clip) -> list[Candidate]:
-        texts = _unique(sidecar_texts(clip.path) + label_phrases(clip.path, clip.root))
+        texts = unique_texts(sidecar_texts(clip.path) + label_phrases(clip.path, clip.root))
         return [Candidate(t, self.name, i) for i, t in enumerate(texts)]
 
 
@@ -262,30 +232,8 @@ def default_label_bank() -> Path:
 
 def audioset_captions(path: Path | None = None) -> list[str]:
     """AudioSet display names as lower-case captions ("Walk, footsteps" → "walk, footsteps")."""
-    lines = (path or default_label_bank()).read_text(encoding="utf-8").splitlines()
-    names = [re.sub(r",\s*etc\.?$", "", ln.strip()).lower() for ln in lines]
-    return _unique([n for n in names if n])
-
-
-def read_caption_bank(path: str | Path) -> list[str]:
-    """Captions from a manifest (``.parquet``, its ``caption`` column) or a text file (one per
-    line). Empty and duplicate captions are dropped; an empty bank is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise MaaError(f"{path}: no such caption bank; pass a .parquet manifest or a .txt file")
-    if path.suffix.lower() == ".parquet":
-        from maa.manifest import read_manifest
-
-        df = read_manifest(path, validate_schema=False)
-        if "caption" not in df.columns:
-            raise MaaError(f"{path}: the caption bank manifest has no 'caption' column")
-        texts = [str(c) for c in df["caption"]]
-    else:
-        texts = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    bank = _unique([" ".join(t.split()) for t in texts if t and t.strip()])
-    if not bank:
-        raise MaaError(f"{path}: the caption bank holds no non-empty captions")
-    return bank
+    names = read_captions(path or default_label_bank(), "AudioSet label bank")
+    return unique_texts(re.sub(r",\s*etc\.?$", "", n).lower() for n in names)
 
 
 class RetrievalExpert:
@@ -389,8 +337,8 @@ class CaptionerExpert:
                 max_new_tokens=self.max_tokens,
             )
         texts = self.processor.batch_decode(ids, skip_special_tokens=True)
-        texts = _unique([" ".join(t.split()).strip(" .") for t in texts])
-        return [Candidate(t, self.name, i) for i, t in enumerate(t for t in texts if t)]
+        texts = unique_texts(" ".join(t.split()).strip(" .") for t in texts)
+        return [Candidate(t, self.name, i) for i, t in enumerate(texts)]
 
 
 # ---------------------------------------------------------------------------------- factory
@@ -409,8 +357,8 @@ def build_experts(
         if spec == "label":
             experts.append(LabelExpert())
         elif spec == "retrieval":
-            bank = read_caption_bank(caption_bank) if caption_bank else []
-            experts.append(RetrievalExpert(clap, _unique(bank + audioset_captions()), top_k))
+            bank = read_captions(caption_bank, "--caption-bank") if caption_bank else []
+            experts.append(RetrievalExpert(clap, unique_texts(bank + audioset_captions()), top_k))
         elif spec.startswith("captioner:") and spec != "captioner:":
             experts.append(CaptionerExpert(spec.split(":", 1)[1], top_k, device))
         else:
@@ -421,14 +369,3 @@ def build_experts(
     if not experts:
         raise MaaError("no experts given; pass --experts label,retrieval,captioner:PATH")
     return experts
-
-
-def _unique(items: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for s in items:
-        key = s.lower()
-        if s and key not in seen:
-            seen.add(key)
-            out.append(s)
-    return out

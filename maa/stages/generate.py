@@ -1,10 +1,12 @@
 """``maa generate``: one prompt to one file, or a prompt file to a folder plus a manifest.
 
-Batch mode reads prompts from a text file (one per line; blank lines and ``#`` comments are
-skipped) or from a manifest's ``caption`` column, names each output after its prompt
-(slugified, de-duplicated with ``-2``, ``-3`` …) and writes ``generated.parquet`` listing every
-file with its prompt, seed, CLAP score and sampling settings. Output locations are checked before
-any sampling starts, and every write is atomic, so a failure leaves no partial files.
+:func:`generate` is the whole path: it checks the prompts and the output location, loads the
+bundle, notes prompts far from the training categories, samples and writes. Batch mode reads
+prompts from a text file (one per line; blank lines and ``#`` comments are skipped) or from a
+manifest's ``caption`` column, names each output after its prompt (slugified, de-duplicated
+with ``-2``, ``-3`` …) and writes ``generated.parquet`` listing every file with its prompt, seed,
+CLAP score and sampling settings. Every input is checked before any model loads, and every
+write is atomic, so a failure leaves no partial files.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from maa.audio import write_audio
+from maa.captions import read_captions
 from maa.errors import MaaError
 from maa.generate import (
-    DEFAULT_GUIDANCE,
-    DEFAULT_SAMPLER,
-    DEFAULT_STEPS,
+    OUT_OF_DOMAIN_COSINE,
     Generator,
+    SamplingSettings,
+    bundle_categories,
     check_prompts,
     save_spectrogram_png,
 )
@@ -32,13 +35,124 @@ from maa.manifest import write_manifest
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MANIFEST_NAME = "generated.parquet"
-# sampling settings recorded in the manifest (the Generator's defaults unless overridden)
-DEFAULT_SETTINGS = {
-    "steps": DEFAULT_STEPS,
-    "guidance": DEFAULT_GUIDANCE,
-    "sampler": DEFAULT_SAMPLER,
-    "candidates": 1,
-}
+# prompts sampled per Generator call in batch mode: bounds the audio held in memory and writes
+# files as they come; prompt i still gets seed + i, as in one call
+PROMPTS_PER_CALL = 8
+NOTE_PROMPT_CHARS = 80  # a prompt echoed in a message is cut to this length
+
+
+def generate(
+    settings: SamplingSettings,
+    prompt: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    prompts: str | os.PathLike[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    bundle: str | os.PathLike[str] | None = None,
+    png: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+    vocoder: str | None = None,
+    clap: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Generate ``prompt`` into ``output``, or every prompt of the file ``prompts`` into
+    ``out_dir`` plus ``generated.parquet``, with ``bundle`` (default: the shipped one); ``png``
+    adds spectrograms. Warnings and notes go to ``log``. Returns one row per written file
+    (``audio_path``, ``caption``, ``duration`` s, ``sample_rate`` Hz, ``seed``, ``clap_score``,
+    settings)."""
+    batch = prompts is not None
+    if batch and (prompt is not None or output is not None):
+        raise MaaError("pass either PROMPT -o OUT or --prompts FILE --out-dir DIR, not both")
+    if batch and out_dir is None:
+        raise MaaError("--prompts needs --out-dir DIR for the generated files")
+    if not batch and prompt is None:
+        raise MaaError("pass a PROMPT (and -o OUT.wav), or --prompts FILE --out-dir DIR")
+    if not batch and output is None:
+        raise MaaError("pass -o OUT.wav to say where to write the audio")
+    texts = read_captions(prompts, "--prompts") if batch else check_prompts(prompt)
+    if batch:
+        folder = Path(out_dir)
+        check_writable(folder if folder.exists() else folder.parent, f"--out-dir {folder}")
+        names = unique_names(texts, ".wav")
+    else:
+        output = check_output(output)
+        folder, names = output.parent, [output.name]
+    gen = Generator.from_bundle(
+        bundle or default_bundle(), device=device, dtype=dtype, vocoder=vocoder, clap=clap
+    )
+    if getattr(gen.vocoder, "warning", None):
+        log(f"warning: {gen.vocoder.warning}")
+    if note := out_of_domain_note(gen, texts, bundle):
+        log(note)
+    folder.mkdir(exist_ok=True)
+    how = {k: getattr(settings, k) for k in ("steps", "guidance", "sampler", "candidates")}
+    if settings.negative_prompt:
+        how["negative_prompt"] = settings.negative_prompt
+    rows = []
+    for i in range(0, len(texts), PROMPTS_PER_CALL):
+        clips = gen.sample(texts[i : i + PROMPTS_PER_CALL], settings, seed_offset=i)
+        for name, clip in zip(names[i : i + PROMPTS_PER_CALL], clips, strict=True):
+            path = folder / name
+            write_audio(path, clip.wave, clip.sr)
+            if png:
+                save_spectrogram_png(path.with_suffix(".png"), clip.mel, gen.mel)
+            rows.append({
+                "audio_path": name, "caption": clip.prompt, "duration": clip.wave.numel() / clip.sr,
+                "sample_rate": clip.sr, "source": "maa generate", "split": "test",
+                "seed": clip.seed, "clap_score": clip.clap_score, **how,
+            })  # fmt: skip
+    df = pd.DataFrame(rows)
+    if batch:
+        write_manifest(df, folder / MANIFEST_NAME)
+    return df
+
+
+def out_of_domain_note(
+    gen: Generator, texts: list[str], bundle: str | os.PathLike[str] | None
+) -> str | None:
+    """One line when a prompt is far from every category the bundle was trained on."""
+    nearest = gen.nearest_categories(texts)
+    far = [(t, n) for t, n in zip(texts, nearest, strict=True) if n and n[1] < OUT_OF_DOMAIN_COSINE]
+    if not far:
+        return None
+    which = "--list-categories" + (f" --bundle {bundle}" if bundle else "")
+    text, (cat, sim) = far[0]
+    if len(text) > NOTE_PROMPT_CHARS:
+        text = text[: NOTE_PROMPT_CHARS - 1].rstrip() + "…"
+    what = f"{text!r} is" if len(far) == 1 else f"{len(far)} prompts (e.g. {text!r}) are"
+    return (
+        f"note: {what} far from the {len(gen.categories)} sound categories this "
+        f"model was trained on (nearest: {cat}, similarity {sim:.2f}); it still generates, "
+        f"but expect a loose match. See them with `maa generate {which}` or MODEL_CARD.md."
+    )
+
+
+def default_bundle() -> Path:
+    """The bundle shipped with maa, or an error saying to pass ``--bundle``."""
+    from maa.system import ASSETS
+
+    path = ASSETS / "default_bundle"
+    if not (path / "bundle.json").is_file():
+        raise MaaError(
+            "no default bundle is shipped with this installation; pass --bundle DIR "
+            "(a folder trained with `maa train-vae` and `maa train-ldm`)"
+        )
+    return path
+
+
+def categories(bundle: str | os.PathLike[str] | None) -> tuple[Path, dict[str, dict]]:
+    """The bundle's folder and the sound categories its U-Net was trained on (never empty)."""
+    from maa.bundle import Bundle
+
+    b = Bundle.open(bundle or default_bundle())
+    cats = bundle_categories(b)
+    if not cats:
+        raise MaaError(
+            f"{b.root}: the bundle records no categories (its training manifest had no "
+            "'category' column)"
+        )
+    return b.root, cats
 
 
 def slugify(text: str, max_len: int = 60) -> str:
@@ -66,29 +180,6 @@ def unique_names(prompts: list[str], suffix: str) -> list[str]:
     return names
 
 
-def read_prompts(path: str | os.PathLike[str]) -> list[str]:
-    """Prompts from a text file (one per line) or a Parquet manifest (``caption`` column)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MaaError(f"--prompts {path}: no such file; pass a text file or a manifest")
-    if path.suffix.lower() == ".parquet":
-        from maa.manifest import read_manifest
-
-        df = read_manifest(path, validate_schema=False)
-        if "caption" not in df.columns:
-            raise MaaError(f"{path}: manifest has no 'caption' column to take prompts from")
-        prompts = [str(c) for c in df["caption"] if isinstance(c, str) and c.strip()]
-    else:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise MaaError(f"{path}: not a UTF-8 text file ({exc})") from exc
-        prompts = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    if not prompts:
-        raise MaaError(f"{path}: holds no prompts (one per line, or a manifest 'caption' column)")
-    return prompts
-
-
 def check_writable(folder: Path, what: str) -> None:
     """Fail early, before any sampling, when ``folder`` is missing or cannot be written."""
     if not folder.is_dir():
@@ -108,71 +199,5 @@ def check_output(path: str | os.PathLike[str]) -> Path:
         raise MaaError(f"-o {path}: unsupported audio format; end the name in .wav, .flac or .ogg")
     if path.is_dir():
         raise MaaError(f"-o {path}: is a folder; pass a file name such as {path / 'out.wav'}")
-    check_writable(path.parent if str(path.parent) else Path("."), f"-o {path}")
+    check_writable(path.parent, f"-o {path}")
     return path
-
-
-def generate_one(
-    gen: Generator, prompt: str, output: str | os.PathLike[str], png: bool = False, **kwargs: Any
-):
-    """Generate ``prompt`` into ``output`` (and ``output.png`` with ``png``); returns the clip."""
-    output = check_output(output)
-    [clip] = gen.generate([prompt], **kwargs)
-    write_audio(output, clip.wave, clip.sr)
-    if png:
-        save_spectrogram_png(output.with_suffix(".png"), clip.mel, gen.mel)
-    return clip
-
-
-def generate_batch(
-    gen: Generator,
-    prompts: list[str],
-    out_dir: str | os.PathLike[str],
-    png: bool = False,
-    suffix: str = ".wav",
-    seed: int | None = None,
-    prompts_per_call: int = 8,
-    **kwargs: Any,
-) -> pd.DataFrame:
-    """Generate every prompt into ``out_dir`` and write its manifest; returns the manifest.
-
-    Prompt ``i`` uses seed ``seed + i``, so a batch run reproduces single runs with those seeds.
-    """
-    prompts = check_prompts(prompts)
-    out = Path(out_dir)
-    if not out.exists() and out.parent.is_dir():
-        out.mkdir()
-    check_writable(out, f"--out-dir {out}")
-    if suffix not in AUDIO_SUFFIXES:
-        raise MaaError(f"unsupported audio format {suffix!r}; use .wav, .flac or .ogg")
-    if seed is None:
-        import random
-
-        seed = random.SystemRandom().randrange(2**31)
-    names = unique_names(prompts, suffix)
-    settings = {**DEFAULT_SETTINGS, **{k: v for k, v in kwargs.items() if k in DEFAULT_SETTINGS}}
-    if kwargs.get("negative_prompt"):
-        settings["negative_prompt"] = kwargs["negative_prompt"]
-    rows = []
-    for i in range(0, len(prompts), prompts_per_call):
-        clips = gen.generate(prompts[i : i + prompts_per_call], seed=seed + i, **kwargs)
-        for name, clip in zip(names[i : i + prompts_per_call], clips, strict=True):
-            write_audio(out / name, clip.wave, clip.sr)
-            if png:
-                save_spectrogram_png((out / name).with_suffix(".png"), clip.mel, gen.mel)
-            rows.append(
-                {
-                    "audio_path": name,
-                    "caption": clip.prompt,
-                    "duration": clip.wave.numel() / clip.sr,
-                    "sample_rate": clip.sr,
-                    "source": "maa generate",
-                    "split": "test",
-                    "seed": clip.seed,
-                    "clap_score": clip.clap_score,
-                    **settings,
-                }
-            )
-    df = pd.DataFrame(rows)
-    write_manifest(df, out / MANIFEST_NAME)
-    return df

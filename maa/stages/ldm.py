@@ -16,7 +16,7 @@ fresh composition of its clip with 0–2 sampled events; those are encoded on th
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -41,12 +41,20 @@ from maa.stages.ldm_data import (
     pad_tokens,
 )
 from maa.text import TextEncoder, load_text_encoder
-from maa.trainer import StepContext, TrainConfig, lr_warmup, state_dir, train
+from maa.trainer import StepContext, TrainConfig, TrainSummary, lr_warmup, state_dir, train
 
-__all__ = ["LDMConfig", "LDMTask", "encode_waves", "train_ldm"]
+__all__ = ["LDMConfig", "LDMTask", "LdmTrainSummary", "encode_waves", "train_ldm"]
 DEFAULT_LR = {"tiny": 1e-3, "default": 1e-4, "paper": 1e-5}
 SCALE_LR = {"paper"}  # as in the release: the LR is per sample, × the effective batch size
 DEFAULT_WARMUP = {"tiny": 10, "default": 1000, "paper": 10000}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LdmTrainSummary(TrainSummary):
+    cache: str  # fingerprint of the latent cache
+    cache_reused: bool  # False: built by this run
+    scale_factor: float
+    crop_frames: int
 
 
 # -- the task ---------------------------------------------------------------------------------
@@ -81,7 +89,7 @@ class LDMTask:
 
     def config_dict(self) -> dict[str, Any]:
         return {
-            "ldm": asdict(self.cfg),
+            "ldm": self.cfg.to_dict(),
             "unet": self.unet_cfg.to_dict(),
             "schedule": self.schedule.to_dict(),
             "cache": self.cache.fingerprint,
@@ -267,8 +275,9 @@ def train_ldm(
     manifest: str | os.PathLike[str],
     bundle_dir: str | os.PathLike[str],
     preset: str = "tiny",
+    train_cfg: TrainConfig = TrainConfig(),
+    *,
     text_encoder: str = "minilm",
-    train_cfg: TrainConfig | None = None,
     resume: bool = False,
     crop_seconds: float | None = None,
     lr: float | None = None,
@@ -276,13 +285,12 @@ def train_ldm(
     prediction: str = "epsilon",
     reprogram: str | os.PathLike[str] | None = None,
     reprogram_prob: float = 0.5,
-) -> dict[str, Any]:
+) -> LdmTrainSummary:
     """Train (or resume) the U-Net on a manifest's train split; writes ``unet`` into the bundle.
 
     The bundle must already hold a ``vae`` (``maa train-vae``). ``reprogram`` is an event
     manifest for dynamic reprogramming with probability ``reprogram_prob`` per item.
     """
-    train_cfg = train_cfg or TrainConfig()
     bundle = Bundle.open(bundle_dir)
     bundle.component("vae")
     mel = bundle.mel
@@ -327,14 +335,12 @@ def train_ldm(
         val_captions, reprogrammer,
     )  # fmt: skip
     task.categories = training_categories(df)
-    summary = train(task, bundle.root, replace(train_cfg), resume=resume)
-    summary.update(
+    return LdmTrainSummary.of(
+        train(task, bundle.root, train_cfg, resume=resume),
         skipped=clips.failures,
         clips=len(clips),
-        bundle=str(bundle.root),
         cache_reused=reused,
         cache=fp,
         scale_factor=cache.scale_factor,
         crop_frames=cfg.crop_frames,
     )
-    return summary

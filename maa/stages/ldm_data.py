@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from maa.audio import fix_length, random_crop
+from maa.config import Config
 from maa.data import AudioClips
 from maa.fsutil import atomic_path
 from maa.mel import MelPreset, MelSpectrogram, pad_frames
@@ -31,7 +32,7 @@ CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class LDMConfig:
+class LDMConfig(Config):
     """Training settings of the LDM stage (saved with the run; must match on resume)."""
 
     preset: str = "tiny"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from maa.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files
+from maa.captions import sidecar_texts
 from maa.errors import AudioError, MaaError, ManifestError
 from maa.manifest import REQUIRED, coerce, relative_to, resolve_path
 
@@ -29,26 +30,6 @@ def assign_split(key: str, valid_fraction: float, test_fraction: float) -> str:
     if u < test_fraction + valid_fraction:
         return "valid"
     return "train"
-
-
-def sidecar_caption(audio: Path) -> str:
-    """Caption from ``clip.txt`` or ``clip.json`` ("caption"/"description"/"text") beside it."""
-    txt = audio.with_suffix(".txt")
-    if txt.is_file():
-        return " ".join(txt.read_text(encoding="utf-8", errors="replace").split())
-    js = audio.with_suffix(".json")
-    if js.is_file():
-        try:
-            data = json.loads(js.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return ""
-        for key in ("caption", "description", "text", "title"):
-            value = data.get(key) if isinstance(data, dict) else None
-            if isinstance(value, str) and value.strip():
-                return " ".join(value.split())
-            if isinstance(value, list) and value and isinstance(value[0], str):
-                return " ".join(value[0].split())
-    return ""
 
 
 def _rows(
@@ -89,7 +70,8 @@ def scan(
     valid_fraction: float = 0.0,
     test_fraction: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A manifest of every audio file below ``audio_dir`` (captions from sidecar files)."""
+    """A manifest of every audio file below ``audio_dir``; a clip's caption is the first of its
+    sidecar texts (:func:`maa.captions.sidecar_texts`, the rule ``maa distill`` reads too)."""
     audio_dir = Path(audio_dir)
     files = find_audio_files(audio_dir)
     if not files:
@@ -97,7 +79,7 @@ def scan(
             f"{audio_dir}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})"
         )
     src = source or audio_dir.resolve().name
-    items = ((p, {"caption": sidecar_caption(p), "source": src}) for p in files)
+    items = ((p, {"caption": (sidecar_texts(p) or [""])[0], "source": src}) for p in files)
     return _rows(items, Path(out_dir), valid_fraction, test_fraction)
 
 
@@ -180,7 +162,9 @@ def _audiocraft_items(path: Path, split, source):
                 raise ManifestError(
                     f"{path}:{lineno}: expected a JSON object with a 'path' field ({exc})"
                 ) from exc
-            caption = rec.get("description") or rec.get("caption") or sidecar_caption(audio)
+            caption = (
+                rec.get("description") or rec.get("caption") or (sidecar_texts(audio) or [""])[0]
+            )
             fields = {
                 "caption": " ".join(str(caption).split()),
                 "source": source or path.stem,

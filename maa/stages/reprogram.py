@@ -15,6 +15,7 @@ SNR, joined with short cross-fades and kept within a maximum duration.
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from maa.audio import load_audio
+from maa.audio import load_audio, write_audio
 from maa.errors import MaaError
+from maa.manifest import audio_paths, read_manifest, relative_to, write_manifest, write_side_table
+from maa.progress import ProgressBar
 
 CONCAT_TEMPLATES = ("{a} before {b}", "{a} followed by {b}", "{b} after {a}")
 MIX_TEMPLATES = ("{a} and {b}", "{a} with {b} in the background")
@@ -215,8 +218,6 @@ class Reprogrammer:
             raise MaaError(
                 f"need 0 <= min_extra <= max_extra, got {cfg.min_extra}, {cfg.max_extra}"
             )
-        from maa.manifest import audio_paths
-
         ev = events_df.copy()
         ev["_path"] = [str(p) for p in audio_paths(events_df)]
         empty = ev["caption"].astype(str).str.strip() == ""
@@ -381,12 +382,6 @@ class ReprogramSummary:
     skipped_path: Path | None = None
 
 
-def skipped_path_for(out: str | Path) -> Path:
-    """The side manifest of skipped items beside ``out`` (``NAME.skipped.parquet``)."""
-    out = Path(out)
-    return out.with_name(out.name.removesuffix(".parquet") + ".skipped.parquet")
-
-
 def reprogram(
     manifest: str | Path,
     events: str | Path,
@@ -411,12 +406,6 @@ def reprogram(
     in ``NAME.skipped.parquet`` and the rest goes on. The manifest is rewritten atomically every
     ``save_every`` items; clips are wav files ``audio_out/reprogram_<j>.wav``.
     """
-    import time
-
-    from maa.audio import write_audio
-    from maa.manifest import read_manifest, relative_to, write_manifest
-    from maa.stages.distill import RateProgress
-
     pairs = read_manifest(manifest)
     if pairs.empty:
         raise MaaError(f"{manifest}: the manifest has no rows to reprogram")
@@ -442,18 +431,18 @@ def reprogram(
     todo = [j for j in range(n) if j not in done]
     t0 = time.perf_counter()
 
-    def flush() -> None:
-        df = pd.DataFrame(rows) if rows else None
-        if df is not None:
-            write_manifest(df.sort_values("index", kind="stable"), out)
-        _write_skips(skips, skipped_path_for(out))
+    def flush() -> Path | None:
+        if rows:
+            write_manifest(pd.DataFrame(rows).sort_values("index", kind="stable"), out)
+        return write_side_table(skips, out, "skipped")
 
     # Composition is element-wise work on short tensors: intra-op threads only add overhead
     # (many times over on a busy machine), so compose single-threaded and restore after.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with RateProgress(progress, len(todo), "reprogram", "clips") as bar:
+        with ProgressBar(progress, "clips") as bar:
+            bar("reprogram", 0, len(todo))
             for count, j in enumerate(todo, 1):
                 gen = torch.Generator().manual_seed((seed * 1_000_003 + j) % (2**63))
                 idx = _randint(gen, len(pairs))
@@ -475,12 +464,12 @@ def reprogram(
                         "components": [relative_to(c, out.parent) for c in comp.components],
                         "index": j,
                     })  # fmt: skip
-                bar.advance()
+                bar("reprogram", count, len(todo))
                 if count % save_every == 0:
                     flush()
     finally:
         torch.set_num_threads(threads)
-    flush()
+    skipped_path = flush()
     return ReprogramSummary(
         out=out,
         written=len(rows) - resumed,
@@ -488,20 +477,5 @@ def reprogram(
         skipped=len(skips),
         seconds=sum(r["duration"] for r in rows[resumed:]),
         elapsed=time.perf_counter() - t0,
-        skipped_path=skipped_path_for(out) if skips else None,
+        skipped_path=skipped_path,
     )
-
-
-def _write_skips(skips: list[dict], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from maa.fsutil import atomic_path
-
-    if not skips:
-        if path.is_file():
-            path.unlink()  # a resumed run that skipped nothing leaves no stale record
-        return
-    table = pa.Table.from_pylist(skips)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, str(tmp))

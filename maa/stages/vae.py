@@ -9,7 +9,7 @@ the hinge loss from ``disc_start`` on. Optimisers: Adam(β = 0.5, 0.9) for both.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from maa.bundle import Bundle
+from maa.config import Config
 from maa.data import AudioClips, CropDataset
 from maa.errors import MaaError, choose
 from maa.manifest import read_manifest
@@ -28,11 +29,11 @@ from maa.models.discriminator import (
     hinge_d_loss,
 )
 from maa.models.vae import SpectrogramVAE, VAEConfig, build_vae, get_vae_config
-from maa.trainer import StepContext, TrainConfig, train
+from maa.trainer import StepContext, TrainConfig, TrainSummary, train
 
 
 @dataclass(frozen=True)
-class VAELossConfig:
+class VAELossConfig(Config):
     """Loss and optimiser settings of one preset."""
 
     mel: str = "default"
@@ -95,9 +96,8 @@ class VAETask:
         self.melspec = MelSpectrogram(mel)
 
     def config_dict(self) -> dict[str, Any]:
-        loss = asdict(self.loss_cfg)
-        loss["disc_windows"] = list(self.loss_cfg.disc_windows)
-        return {"vae": self.vae_cfg.to_dict(), "loss": loss, "mel": self.mel.to_dict()}
+        configs = {"vae": self.vae_cfg, "loss": self.loss_cfg, "mel": self.mel}
+        return {k: c.to_dict() for k, c in configs.items()}
 
     def modules(self) -> dict[str, nn.Module]:
         c = self.loss_cfg
@@ -197,19 +197,18 @@ def train_vae(
     manifest: str | os.PathLike[str],
     out: str | os.PathLike[str],
     preset: str = "tiny",
-    train_cfg: TrainConfig | None = None,
+    train_cfg: TrainConfig = TrainConfig(),
+    *,
     resume: bool = False,
     crop_frames: int | None = None,
     lr: float | None = None,
     disc_start: int | None = None,
-) -> dict[str, Any]:
+) -> TrainSummary:
     """Train (or resume) the VAE on a manifest's train split; writes ``vae`` into bundle ``out``."""
-    loss_cfg = get_train_preset(preset)
     overrides = {"crop_frames": crop_frames, "lr": lr, "disc_start": disc_start}
-    loss_cfg = replace(loss_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    loss_cfg = get_train_preset(preset).override(**overrides)
     vae_cfg = get_vae_config(preset)
     mel = get_mel_preset(loss_cfg.mel)
-    train_cfg = train_cfg or TrainConfig()
     df = read_manifest(manifest)
     clips = AudioClips(df, mel.sample_rate, split="train")
     valid = None
@@ -217,11 +216,8 @@ def train_vae(
         valid = AudioClips(df, mel.sample_rate, split="valid")
     bundle = Bundle.create(out, mel)
     task = VAETask(clips, valid, mel, vae_cfg, loss_cfg, bundle, preset, train_cfg.seed)
-    summary = train(task, out, train_cfg, resume=resume)
-    summary["skipped"] = clips.failures
-    summary["clips"] = len(clips)
-    summary["bundle"] = str(Path(out))
-    return summary
+    run = train(task, out, train_cfg, resume=resume)
+    return TrainSummary.of(run, clips=len(clips), skipped=clips.failures)
 
 
 def reconstruct(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from maa.bundle import Bundle
+from maa.config import Config
 from maa.errors import MaaError
 from maa.mel import MelPreset, MelSpectrogram, get_mel_preset
 from maa.models.hifigan import (
@@ -35,7 +36,7 @@ from maa.models.hifigan import (
     get_hifigan_config,
     load_universal,
 )
-from maa.trainer import StepContext, TrainConfig, lr_exponential, train
+from maa.trainer import StepContext, TrainConfig, TrainSummary, lr_exponential, train
 
 
 # -- vocode -----------------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def _preset_for(vocoder_spec: str, mel: str | None) -> MelPreset:
 
 # -- training ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class VocoderTrainSettings:
+class VocoderTrainSettings(Config):
     """Optimiser and loss settings (HiFi-GAN V1 recipe)."""
 
     segment_frames: int = 32  # 8192 samples at hop 256
@@ -125,6 +126,11 @@ class VocoderTrainSettings:
     mel_weight: float = 45.0
     fm_weight: float = 2.0
     init: str | None = None  # "default": start from the universal generator
+
+
+@dataclass(frozen=True, kw_only=True)
+class VocoderTrainSummary(TrainSummary):
+    mel_preset: str  # name of the mel preset the vocoder works at
 
 
 class VocoderTask:
@@ -156,7 +162,7 @@ class VocoderTask:
         return {
             "preset": self.preset,
             "model": self.model.to_dict(),
-            "settings": {**asdict(self.settings), "betas": list(self.settings.betas)},
+            "settings": self.settings.to_dict(),
         }
 
     def modules(self) -> dict[str, nn.Module]:
@@ -249,13 +255,14 @@ def train_vocoder(
     manifest: str | os.PathLike[str],
     out: str | os.PathLike[str],
     preset: str = "tiny",
-    train_cfg: TrainConfig | None = None,
+    train_cfg: TrainConfig = TrainConfig(),
+    *,
     resume: bool = False,
     init: str | None = None,
     mel: str | None = None,
     segment_frames: int | None = None,
     lr: float | None = None,
-) -> dict[str, Any]:
+) -> VocoderTrainSummary:
     """Train (or fine-tune with ``init="default"``) HiFi-GAN on a manifest's train split.
 
     Writes the ``vocoder`` component into bundle folder ``out`` (training state in
@@ -265,20 +272,15 @@ def train_vocoder(
     from maa.manifest import read_manifest
 
     model = get_hifigan_config(preset, mel)
-    settings = VocoderTrainSettings(init=init)
-    if segment_frames is not None:
-        if segment_frames < 4:
-            raise MaaError(f"--segment-frames must be at least 4, got {segment_frames}")
-        settings = replace(settings, segment_frames=segment_frames)
-    if lr is not None:
-        if lr <= 0:
-            raise MaaError(f"--lr must be positive, got {lr}")
-        settings = replace(settings, lr=lr)
+    settings = VocoderTrainSettings(init=init).override(segment_frames=segment_frames, lr=lr)
+    if settings.segment_frames < 4:
+        raise MaaError(f"--segment-frames must be at least 4, got {settings.segment_frames}")
+    if settings.lr <= 0:
+        raise MaaError(f"--lr must be positive, got {settings.lr}")
     if init is not None and init != "default":
         raise MaaError(f"--init {init!r}: only 'default' (the pretrained universal HiFi-GAN)")
     if init == "default":
         load_universal(model)  # fail before reading any audio if the shapes cannot match
-    train_cfg = train_cfg or TrainConfig()
     mel_preset = model.mel_preset
     df = read_manifest(manifest)
     clips = AudioClips(df, mel_preset.sample_rate, split="train")
@@ -289,9 +291,9 @@ def train_vocoder(
     dataset = CropDataset(clips, segment, train_cfg.seed, short="pad")
     bundle = Bundle.create(out, mel_preset)
     task = VocoderTask(dataset, valid, model, settings, bundle, preset)
-    summary = train(task, out, train_cfg, resume=resume)
-    summary["skipped"] = clips.failures
-    summary["clips"] = len(clips)
-    summary["bundle"] = str(Path(out))
-    summary["mel_preset"] = mel_preset.name
-    return summary
+    return VocoderTrainSummary.of(
+        train(task, out, train_cfg, resume=resume),
+        skipped=clips.failures,
+        clips=len(clips),
+        mel_preset=mel_preset.name,
+    )

@@ -1,0 +1,67 @@
+"""Config dataclasses ⇄ JSON, the one way bundle.json, weights' metadata and training state hold
+them: tuples become lists and come back from the field types; missing fields take their defaults
+(older bundles load); unknown fields are an error, never silently dropped."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from maa.errors import MaaError
+
+C = TypeVar("C")
+
+
+class Config:
+    """Mixin of every config dataclass: ``to_dict()`` / ``from_dict()`` by the functions below."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(
+        cls: type[C], data: Mapping[str, Any], what: str = "", error: type[MaaError] = MaaError
+    ) -> C:
+        return config_from_dict(cls, data, what, error)
+
+    def override(self: C, **values: Any) -> C:
+        """A copy with those ``values`` that are not None (CLI options left unset are None)."""
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as a JSON-able dict (tuples, nested ones too, become lists)."""
+    return {k: _lists(v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def config_from_dict(
+    cls: type[C], data: Mapping[str, Any], what: str = "", error: type[MaaError] = MaaError
+) -> C:
+    """``cls`` rebuilt from :func:`config_to_dict` output. An unknown or missing field raises
+    ``error`` (``BundleError`` for a bundle) naming it, ``cls`` and ``what`` held the data."""
+    where = f"{what}: {cls.__name__}" if what else cls.__name__
+    if not isinstance(data, Mapping):
+        raise error(f"{where} must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise error(f"{where} has unknown field(s) {', '.join(unknown)}; upgrade maa to read it")
+    types = typing.get_type_hints(cls)
+    try:
+        return cls(**{k: _restore(types[k], v) for k, v in data.items()})
+    except TypeError as exc:  # a field without default is missing
+        raise error(f"{where} is incomplete ({exc})") from None
+
+
+def _lists(value: Any) -> Any:
+    return [_lists(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _restore(tp: Any, value: Any) -> Any:
+    """JSON ``value`` as field type ``tp``: lists become tuples (``tuple[X, ...]`` or fixed)."""
+    if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(tp)
+        kinds = args[:1] * len(value) if args[-1:] == (...,) else args + (Any,) * len(value)
+        return tuple(_restore(k, v) for k, v in zip(kinds, value, strict=False))
+    return bool(value) if tp is bool else value
