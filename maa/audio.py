@@ -47,12 +47,7 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
     frames = int(info.frames)
     if frames <= 0:
         raise AudioError(f"{path}: the file holds no audio frames")
-    return AudioInfo(
-        duration=frames / info.samplerate,
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        frames=frames,
-    )
+    return AudioInfo(frames / info.samplerate, int(info.samplerate), int(info.channels), frames)
 
 
 def load_audio(
@@ -93,6 +88,15 @@ def check_wave(wave: torch.Tensor, name: str, *, allow_silent: bool = True) -> N
         raise AudioError(f"{name}: the audio contains NaN or infinite samples")
     if not allow_silent and wave.abs().max().item() < SILENCE_PEAK:
         raise AudioError(f"{name}: the audio is silent (peak below -80 dBFS)")
+
+
+def require_length(wave: torch.Tensor, sr: int, min_samples: int, name: str) -> None:
+    """Raise :class:`AudioError` naming ``name`` and the minimum when ``wave`` is too short."""
+    if wave.shape[-1] < min_samples:
+        raise AudioError(
+            f"{name}: {wave.shape[-1] / sr:.3f} s is shorter than one latent frame "
+            f"({min_samples} samples = {min_samples / sr:.3f} s at {sr} Hz); pass a longer clip"
+        )
 
 
 def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch import nn
 
 from maa import __version__
 from maa.errors import BundleError
-from maa.fsutil import atomic_path, write_json_atomic
+from maa.fsutil import atomic_path, is_main_process, write_json_atomic
 from maa.mel import MelPreset
 
 BUNDLE_FILE = "bundle.json"
@@ -132,8 +132,9 @@ class Bundle:
         file = f"{name}.safetensors"
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
         meta = {"kind": kind, "config": json.dumps(config), "maa_version": __version__}
-        with atomic_path(self.root / file) as tmp:
-            save_file(_unshare(tensors), str(tmp), metadata=meta)
+        if is_main_process():  # the ranks of a multi-process run share rank 0's files
+            with atomic_path(self.root / file) as tmp:
+                save_file(_unshare(tensors), str(tmp), metadata=meta)
         self.components[name] = {"kind": kind, "file": file, "config": config, **(extra or {})}
         self._write_meta()
         return self.root / file
@@ -145,14 +146,10 @@ class Bundle:
         self.components[name] = {"kind": kind, "ref": ref, "config": config or {}, **extra}
         self._write_meta()
 
-    def update(self, name: str, **fields: Any) -> None:
-        """Set extra fields of a component entry (e.g. ``scale_factor``)."""
-        self.component(name).update(fields)
-        self._write_meta()
-
     def _write_meta(self) -> None:
         self.meta["versions"] = _versions()
-        write_json_atomic(self.root / BUNDLE_FILE, self.meta)
+        if is_main_process():
+            write_json_atomic(self.root / BUNDLE_FILE, self.meta)
 
     # -- reading ----------------------------------------------------------------------------
     def state_dict(self, name: str) -> dict[str, torch.Tensor]:
@@ -187,14 +184,9 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) 
         for k, v in own.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_few(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatches {_few(shapes)}")
+    found = {"missing keys": missing, "unexpected keys": unexpected, "shape mismatches": shapes}
+    parts = [f"{what} {_few(keys)}" for what, keys in found.items() if keys]
+    if parts:
         raise BundleError(
             f"{source}: weights do not match the model built from its config: "
             + "; ".join(parts)
@@ -220,8 +212,4 @@ def _unshare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _versions() -> dict[str, str]:
-    return {
-        "maa": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    return {"maa": __version__, "torch": torch.__version__, "python": platform.python_version()}

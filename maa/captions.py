@@ -3,6 +3,7 @@ scan`` and ``distill``) and the one caption-list reader (:func:`read_captions`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -18,13 +19,11 @@ MAX_SIDECAR_CHARS = 300  # longer texts are descriptions or licences, not captio
 
 def unique_texts(texts: Iterable[str]) -> list[str]:
     """Non-empty texts without case-insensitive repeats; the first spelling and order are kept."""
-    seen: set[str] = set()
-    out = []
+    first: dict[str, str] = {}  # lower-cased text -> first spelling, in insertion order
     for s in texts:
-        if s and s.lower() not in seen:
-            seen.add(s.lower())
-            out.append(s)
-    return out
+        if s:
+            first.setdefault(s.lower(), s)
+    return list(first.values())
 
 
 def sidecar_texts(path: str | os.PathLike[str]) -> list[str]:
@@ -40,10 +39,8 @@ def sidecar_texts(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     texts: list[str] = []
     for side in (path.with_suffix(".txt"), path.with_name(path.name + ".txt")):
-        try:
+        with contextlib.suppress(OSError):
             texts.append(side.read_text(encoding="utf-8", errors="replace"))
-        except OSError:
-            continue
     for side in (path.with_suffix(".json"), path.with_name(path.name + ".json")):
         try:
             meta: Any = json.loads(side.read_text(encoding="utf-8"))

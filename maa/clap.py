@@ -1,6 +1,6 @@
 """CLAP models behind one interface: the toolkit's own trainable CLAP and a pretrained HF one.
 
-Every CLAP here exposes
+Every CLAP here is a :class:`~maa.models.clap.ClapInference` and exposes
 
 * ``sample_rate`` — the rate (Hz) its audio tower works at;
 * ``embed_audio(wave, sr) -> (B, D)`` — ``wave`` is ``(B, T)`` or a list of ``(T,)`` tensors
@@ -18,27 +18,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from maa.bundle import BUNDLE_FILE, Bundle
 from maa.errors import MaaError
 from maa.models.clap import (
     Clap,
     ClapConfig,
+    ClapInference,
     WaveInput,
     analysis_windows,
-    as_wave_list,
     get_clap_config,
-    matched_cosine,
     quiet_loading,
 )
+from maa.system import ASSETS
 
 __all__ = [
     "Clap",
     "ClapConfig",
-    "ClapLike",
+    "ClapInference",
     "PretrainedClap",
     "WaveInput",
     "default_clap",
@@ -48,20 +48,7 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class ClapLike(Protocol):
-    """What distill, evaluate and reranking rely on."""
-
-    sample_rate: int
-
-    def embed_audio(self, wave: WaveInput, sr: int) -> torch.Tensor: ...
-
-    def embed_text(self, texts: list[str]) -> torch.Tensor: ...
-
-    def score(self, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor: ...
-
-
-class PretrainedClap(nn.Module):
+class PretrainedClap(ClapInference, nn.Module):
     """A local Hugging Face ``ClapModel`` folder (e.g. a copy of ``laion/clap-htsat-unfused``).
 
     Audio goes through the folder's own feature extractor (48 kHz, fused or unfused HTSAT),
@@ -88,7 +75,6 @@ class PretrainedClap(nn.Module):
         self.model.eval()
         self.feature_extractor = processor.feature_extractor
         self.tokenizer = processor.tokenizer
-        self.folder = folder
         self.batch_size = batch_size
         self.sample_rate = int(self.feature_extractor.sampling_rate)
         self.max_samples = int(self.feature_extractor.nb_max_samples)
@@ -102,54 +88,30 @@ class PretrainedClap(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
-    def embed_audio(self, wave: WaveInput, sr: int) -> torch.Tensor:
-        """Clips at ``sr`` Hz → ``(B, D)`` L2-normalised audio embeddings (on CPU)."""
-        clips = as_wave_list(wave, sr, self.sample_rate)
-        if not clips:
-            return torch.zeros(0, self.embed_dim)
+    def _windows(self, wave: torch.Tensor) -> torch.Tensor:
         # long clips: our own evenly spaced windows, so the extractor never crops at random
-        wins = [analysis_windows(c, self.max_samples, self.max_windows, tile=False) for c in clips]
-        owner = torch.cat([torch.full((len(w),), i) for i, w in enumerate(wins)])
-        flat = [w for ws in wins for w in ws]
-        out = []
-        for i in range(0, len(flat), self.batch_size):
-            chunk = [w.numpy() for w in flat[i : i + self.batch_size]]
-            feats = self.feature_extractor(
-                chunk,
-                sampling_rate=self.sample_rate,
-                truncation=self.truncation,
-                return_tensors="pt",
-            )
-            if "is_longer" in feats:
-                # the extractor flags a random clip as "longer" when none is (a training trick);
-                # no window exceeds max_samples, so the true flag is False for every one
-                feats["is_longer"] = torch.zeros_like(feats["is_longer"])
-            feats = {k: v.to(self.device) for k, v in feats.items()}
-            out.append(_pooled(self.model.get_audio_features(**feats)).float().cpu())
-        emb = nn.functional.normalize(torch.cat(out), dim=-1)
-        summed = torch.zeros(len(clips), emb.shape[1]).index_add_(0, owner, emb)
-        return nn.functional.normalize(summed, dim=-1)
+        return analysis_windows(wave, self.max_samples, self.max_windows, tile=False)
 
-    @torch.inference_mode()
-    def embed_text(self, texts: list[str]) -> torch.Tensor:
-        """Captions → ``(B, D)`` L2-normalised text embeddings (on CPU)."""
-        texts = _check_texts(texts)
-        if not texts:
-            return torch.zeros(0, self.embed_dim)
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            tok = self.tokenizer(
-                texts[i : i + self.batch_size], padding=True, truncation=True, return_tensors="pt"
-            )
-            tok = {k: v.to(self.device) for k, v in tok.items() if k != "token_type_ids"}
-            out.append(_pooled(self.model.get_text_features(**tok)))
-        return nn.functional.normalize(torch.cat(out).float(), dim=-1).cpu()
+    def _embed_windows(self, windows: list[torch.Tensor]) -> torch.Tensor:
+        feats = self.feature_extractor(
+            [w.numpy() for w in windows],
+            sampling_rate=self.sample_rate,
+            truncation=self.truncation,
+            return_tensors="pt",
+        )
+        if "is_longer" in feats:
+            # the extractor flags a random clip as "longer" when none is (a training trick);
+            # no window exceeds max_samples, so the true flag is False for every one
+            feats["is_longer"] = torch.zeros_like(feats["is_longer"])
+        feats = {k: v.to(self.device) for k, v in feats.items()}
+        emb = _pooled(self.model.get_audio_features(**feats)).float().cpu()
+        return nn.functional.normalize(emb, dim=-1)
 
-    @torch.inference_mode()
-    def score(self, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
-        """Cosine of each clip with its own caption, ``(B,)``."""
-        return matched_cosine(self, wave, sr, texts)
+    def text_embedding(self, texts: list[str]) -> torch.Tensor:
+        """Captions → ``(B, D)`` L2-normalised text embeddings (on the model's device)."""
+        tok = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        tok = {k: v.to(self.device) for k, v in tok.items() if k != "token_type_ids"}
+        return nn.functional.normalize(_pooled(self.model.get_text_features(**tok)).float(), dim=-1)
 
 
 def _pooled(res: object) -> torch.Tensor:
@@ -158,19 +120,11 @@ def _pooled(res: object) -> torch.Tensor:
     return res.pooler_output if hasattr(res, "pooler_output") else res  # type: ignore[return-value]
 
 
-def _check_texts(texts: list[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise MaaError("embed_text expects a list of captions, got a single string")
-    return [str(t) for t in texts]
-
-
-def load_clap(spec: str | os.PathLike[str], device: str | torch.device = "cpu") -> ClapLike:
+def load_clap(spec: str | os.PathLike[str], device: str | torch.device = "cpu") -> ClapInference:
     """Open a CLAP: a bundle folder with a ``clap`` component, or a local HF ``ClapModel`` folder.
 
     The model is returned in eval mode on ``device``.
     """
-    from maa.bundle import BUNDLE_FILE, Bundle
-
     path = Path(spec).expanduser()
     hint = (
         "pass a bundle folder written by `maa train-clap --out DIR`, or a local Hugging Face "
@@ -180,7 +134,6 @@ def load_clap(spec: str | os.PathLike[str], device: str | torch.device = "cpu") 
         raise MaaError(f"{path}: no such file or folder; {hint}")
     if not path.is_dir():
         raise MaaError(f"{path}: is a file, not a folder; {hint}")
-    dev = torch.device(device)
     if (path / BUNDLE_FILE).is_file():
         bundle = Bundle.open(path)
         if not bundle.has("clap"):
@@ -194,7 +147,7 @@ def load_clap(spec: str | os.PathLike[str], device: str | torch.device = "cpu") 
         model = PretrainedClap(path)
     else:
         raise MaaError(f"{path}: neither a maa bundle with a CLAP nor a Hugging Face CLAP; {hint}")
-    return model.to(dev).eval()  # type: ignore[return-value]
+    return model.to(device).eval()  # type: ignore[return-value]
 
 
 CLAP_ENV = "MAA_CLAP"
@@ -203,13 +156,10 @@ CLAP_ENV = "MAA_CLAP"
 def find_default_clap() -> Path | None:
     """The CLAP to use when none is passed: ``$MAA_CLAP``, else the shipped one (a bundle at
     ``maa/assets/clap`` with a ``clap`` component), else ``None``."""
-    from maa.system import ASSETS
-
-    env = os.environ.get(CLAP_ENV)
-    if env:
+    if env := os.environ.get(CLAP_ENV):
         return Path(env).expanduser()
     shipped = ASSETS / "clap"
-    return shipped if (shipped / "bundle.json").is_file() else None
+    return shipped if (shipped / BUNDLE_FILE).is_file() else None
 
 
 def default_clap() -> Path:

@@ -15,43 +15,35 @@ C = TypeVar("C")
 
 
 class Config:
-    """Mixin of every config dataclass: ``to_dict()`` / ``from_dict()`` by the functions below."""
+    """Mixin of every config dataclass: ``to_dict()``, ``from_dict()`` and ``override()``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
+        """The config as a JSON-able dict (tuples, nested ones too, become lists)."""
+        return {k: _lists(v) for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(
         cls: type[C], data: Mapping[str, Any], what: str = "", error: type[MaaError] = MaaError
     ) -> C:
-        return config_from_dict(cls, data, what, error)
+        """``cls`` rebuilt from :meth:`to_dict` output. An unknown or missing field raises
+        ``error`` (``BundleError`` for a bundle) naming it, ``cls`` and ``what`` held the data."""
+        where = f"{what}: {cls.__name__}" if what else cls.__name__
+        if not isinstance(data, Mapping):
+            raise error(f"{where} must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise error(
+                f"{where} has unknown field(s) {', '.join(unknown)}; upgrade maa to read it"
+            )
+        types = typing.get_type_hints(cls)
+        try:
+            return cls(**{k: _restore(types[k], v) for k, v in data.items()})
+        except TypeError as exc:  # a field without default is missing
+            raise error(f"{where} is incomplete ({exc})") from None
 
     def override(self: C, **values: Any) -> C:
         """A copy with those ``values`` that are not None (CLI options left unset are None)."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A config dataclass as a JSON-able dict (tuples, nested ones too, become lists)."""
-    return {k: _lists(v) for k, v in dataclasses.asdict(cfg).items()}
-
-
-def config_from_dict(
-    cls: type[C], data: Mapping[str, Any], what: str = "", error: type[MaaError] = MaaError
-) -> C:
-    """``cls`` rebuilt from :func:`config_to_dict` output. An unknown or missing field raises
-    ``error`` (``BundleError`` for a bundle) naming it, ``cls`` and ``what`` held the data."""
-    where = f"{what}: {cls.__name__}" if what else cls.__name__
-    if not isinstance(data, Mapping):
-        raise error(f"{where} must be a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-    if unknown:
-        raise error(f"{where} has unknown field(s) {', '.join(unknown)}; upgrade maa to read it")
-    types = typing.get_type_hints(cls)
-    try:
-        return cls(**{k: _restore(types[k], v) for k, v in data.items()})
-    except TypeError as exc:  # a field without default is missing
-        raise error(f"{where} is incomplete ({exc})") from None
 
 
 def _lists(value: Any) -> Any:

@@ -48,13 +48,9 @@ class AudioClips:
                 self.failures.append((str(path), str(exc)))
                 continue
             if wave.numel() < min_seconds * sample_rate:
-                self.failures.append(
-                    (
-                        str(path),
-                        f"{path}: clip is {wave.numel() / sample_rate:.3f} s long, "
-                        f"shorter than the {min_seconds} s minimum",
-                    )
-                )
+                seconds = wave.numel() / sample_rate
+                reason = f"clip is {seconds:.3f} s long, shorter than the {min_seconds} s minimum"
+                self.failures.append((str(path), f"{path}: {reason}"))
                 continue
             self.waves.append(wave)
             self.captions.append(str(caption))
@@ -70,10 +66,6 @@ class AudioClips:
     def __len__(self) -> int:
         return len(self.waves)
 
-    @property
-    def seconds(self) -> float:
-        return sum(w.numel() for w in self.waves) / self.sample_rate
-
 
 class CropDataset(Dataset):
     """Fixed-length random crops ``(crop_samples,)`` of :class:`AudioClips`.
@@ -85,10 +77,7 @@ class CropDataset(Dataset):
     def __init__(self, clips: AudioClips, crop_samples: int, seed: int, short: str = "tile"):
         if short not in ("tile", "pad"):
             raise MaaError(f"unknown short-clip mode {short!r}; use tile or pad")
-        self.clips = clips
-        self.crop_samples = crop_samples
-        self.seed = seed
-        self.short = short
+        self.clips, self.crop_samples, self.seed, self.short = clips, crop_samples, seed, short
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

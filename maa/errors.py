@@ -5,6 +5,7 @@ expected, what to pass instead). The CLI prints it without a traceback and exits
 """
 
 import errno
+import numbers
 import os
 import shutil
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,10 @@ def choose(table: Mapping[str, V], name: str, what: str, order: Iterable[str] | 
 
 class ResourceError(MaaError):
     """The operating system refused: out of space, permission denied, read-only, too many files."""
+
+
+class NotEnoughSpace(ResourceError):
+    """Found before any work started: the output's file system has too little free space."""
 
 
 # errno → what to tell the user (the path and the remedy are added by :func:`system_error`)
@@ -133,7 +138,18 @@ def ensure_free_space(folder: str | os.PathLike[str], needed: int, what: str) ->
     except OSError:
         return  # cannot tell: let the write itself report
     if free < needed * 1.1:
-        raise ResourceError(
+        raise NotEnoughSpace(
             f"{folder}: not enough free space for {what}: about {format_bytes(needed)} needed, "
             f"{format_bytes(free)} free in {probe}; free space or choose another folder"
         )
+
+
+def check_count(option: str, value: object, minimum: int = 1, maximum: int | None = None) -> int:
+    """Every count option is checked by this one rule: a whole number in ``minimum..maximum``;
+    the error names the option and the allowed range."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    ok = ok and (maximum is None or value <= maximum)  # type: ignore[operator]
+    if not ok:
+        allowed = f"≥ {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise MaaError(f"{option} must be a whole number {allowed}, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -14,20 +14,26 @@ normalised. With ``candidates > 1`` a CLAP keeps the candidate closest to the pr
 from __future__ import annotations
 
 import inspect
-import numbers
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 from torch import nn
 
-from maa.errors import BundleError, MaaError, choose
+from maa.bundle import Bundle
+from maa.device import resolve_device, resolve_dtype
+from maa.dsp import loudness
+from maa.errors import BundleError, MaaError, check_count, choose
+from maa.fsutil import atomic_path
 from maa.mel import MelPreset, log_compress
 from maa.models.unet import NoiseSchedule, UNetConfig, build_unet
-from maa.text import TextEmbedding, TextEncoder
+from maa.models.vae import load_vae
+from maa.text import TextEmbedding, TextEncoder, text_encoder_from_bundle
+from maa.vocoder import resolve_vocoder_for
 
 # chosen by measurement (README): with "trailing" timesteps DPM-Solver++(2M) at 20-25 steps lands
 # as close to a 250-step reference as DDIM-100 does, at a quarter of the U-Net evaluations
@@ -57,8 +63,6 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def make_scheduler(name: str, schedule: NoiseSchedule):
     """A fresh diffusers scheduler ``name`` built with ``from_config`` on the bundle's schedule."""
-    import diffusers
-
     cls_name, extra = choose(SAMPLERS, name, "sampler")
     return getattr(diffusers, cls_name).from_config({**schedule.scheduler_config(), **extra})
 
@@ -82,9 +86,7 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         for name in ("--steps", "--candidates", "batch_size"):  # batch_size: Python API only
-            value = getattr(self, name.lstrip("-"))
-            if not isinstance(value, numbers.Integral) or value < 1:
-                raise MaaError(f"{name} must be a whole number ≥ 1, got {value}")
+            check_count(name, getattr(self, name.lstrip("-")))
         if not self.guidance >= 0:
             raise MaaError(f"--guidance must be ≥ 0 (1 turns guidance off), got {self.guidance}")
         if not self.duration > 0:
@@ -159,12 +161,6 @@ class Generator:
         """Load a bundle's U-Net, VAE, text encoder and vocoder (``vocoder`` overrides the
         bundle's: ``default``, ``griffin-lim`` or a bundle path; ``clap`` a CLAP for reranking).
         ``compile`` wraps the U-Net in ``torch.compile`` (CUDA)."""
-        from maa.bundle import Bundle
-        from maa.device import resolve_device, resolve_dtype
-        from maa.models.vae import load_vae
-        from maa.text import text_encoder_from_bundle
-        from maa.vocoder import resolve_vocoder_for
-
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         bundle = Bundle.open(path)
@@ -380,9 +376,7 @@ def _select(emb: TextEmbedding, rows: torch.Tensor) -> TextEmbedding:
 
 def check_prompts(prompts: str | list[str]) -> list[str]:
     """Prompts as a list, with an error for an empty list or an empty/whitespace prompt."""
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise MaaError("no prompt given; pass a prompt text or --prompts FILE")
     for i, p in enumerate(prompts):
@@ -401,8 +395,6 @@ def loudness_normalize(wave: torch.Tensor, sr: int, target_lufs: float = TARGET_
         return wave
     level = float("nan")
     if wave.numel() >= int(0.4 * sr):
-        from maa.dsp import loudness
-
         level = loudness(wave, sr)
     if not torch.isfinite(torch.tensor(level)):
         rms = float(wave.pow(2).mean().sqrt())
@@ -421,22 +413,32 @@ def mel_image(logmel: torch.Tensor) -> torch.Tensor:
     return x.flip(0).unsqueeze(0)
 
 
-def save_spectrogram_png(path: str | os.PathLike[str], logmel: torch.Tensor, mel: MelPreset):
-    """Write the log-mel ``(n_mels, F)`` as a PNG with time (s) and mel-bin axes, atomically."""
+def save_spectrogram_png(
+    path: str | os.PathLike[str],
+    logmel: torch.Tensor | list[torch.Tensor],
+    mel: MelPreset,
+    titles: list[str] | None = None,
+) -> Path:
+    """Write the log-mel ``(n_mels, F)`` as a PNG with time (s) and mel-bin axes, atomically; a list
+    of log-mels with their ``titles`` goes side by side on one colour scale with a colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from maa.fsutil import atomic_path
-
-    seconds = logmel.shape[-1] * mel.hop_length / mel.sample_rate
-    fig, ax = plt.subplots(figsize=(max(4.0, min(16.0, 1.2 * seconds + 2)), 3), dpi=100)
-    ax.imshow(logmel.float().cpu().numpy(), origin="lower", aspect="auto",
-              extent=(0, seconds, 0, mel.n_mels), cmap="magma")  # fmt: skip
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("mel bin")
-    fig.tight_layout()
+    mels = [logmel] if titles is None else logmel
+    seconds = mels[0].shape[-1] * mel.hop_length / mel.sample_rate
+    size = (max(4.0, min(16.0, 1.2 * seconds + 2)), 3) if titles is None else (5 * len(mels), 3.2)
+    fig, axes = plt.subplots(1, len(mels), figsize=size, dpi=100, squeeze=False)
+    lo, hi = min(float(m.min()) for m in mels), max(float(m.max()) for m in mels)
+    for ax, m, title in zip(axes[0], mels, titles or [""], strict=True):
+        im = ax.imshow(m.float().cpu().numpy(), origin="lower", aspect="auto", vmin=lo, vmax=hi,
+                       extent=(0, seconds, 0, mel.n_mels), cmap="magma")  # fmt: skip
+        ax.set(title=title, xlabel="time (s)", ylabel="mel bin")
+    if titles is None:
+        fig.tight_layout()
+    else:
+        fig.colorbar(im, ax=axes[0].tolist(), label=f"log-mel ({mel.log})")
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

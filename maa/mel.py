@@ -42,6 +42,12 @@ class MelPreset(Config):
         """Log-mel value of silence (the log of the 1e-5 clamp)."""
         return math.log10(LOG_FLOOR) if self.log == "log10" else math.log(LOG_FLOOR)
 
+    @property
+    def latent_frame_samples(self) -> int:
+        """Samples in one latent frame (``frame_multiple`` mel frames): the shortest clip the
+        VAE and the vocoder commands accept."""
+        return self.frame_multiple * self.hop_length
+
     def frames_for(self, num_samples: int) -> int:
         """Number of mel frames for ``num_samples`` samples."""
         return num_samples // self.hop_length
@@ -100,16 +106,8 @@ class MelSpectrogram(nn.Module):
             x = nn.functional.pad(x, (0, pad + 1 - x.shape[-1]))
         x = nn.functional.pad(x, (pad, pad), mode="reflect").squeeze(1)
         spec = torch.stft(
-            x,
-            p.n_fft,
-            hop_length=p.hop_length,
-            win_length=p.win_length,
-            window=self.window,
-            center=False,
-            normalized=False,
-            onesided=True,
-            return_complex=True,
-        )
+            x, p.n_fft, p.hop_length, p.win_length, self.window, center=False, return_complex=True
+        )  # one-sided, unnormalised
         mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
         frames = wave.shape[-1] // p.hop_length
         return mag[..., :frames]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from scipy.special import log_softmax, softmax
 
 KL_EPS = 1e-6  # audioldm_eval adds this to q before the log
 FD_EPS = 1e-6  # diagonal offset when Σ₁Σ₂ is singular (the usual retry)
@@ -48,14 +49,8 @@ def frechet_distance(
     symmetric form ``tr (Σ₁^½ Σ₂ Σ₁^½)^½``, which is the same quantity computed with
     eigen-decompositions of symmetric matrices. What happened is appended to ``notes``.
     """
-    mu1, mu2 = (
-        np.atleast_1d(np.asarray(mu1, np.float64)),
-        np.atleast_1d(np.asarray(mu2, np.float64)),
-    )
-    s1, s2 = (
-        np.atleast_2d(np.asarray(sigma1, np.float64)),
-        np.atleast_2d(np.asarray(sigma2, np.float64)),
-    )
+    mu1, mu2 = (np.atleast_1d(np.asarray(m, np.float64)) for m in (mu1, mu2))
+    s1, s2 = (np.atleast_2d(np.asarray(s, np.float64)) for s in (sigma1, sigma2))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
         raise ValueError(
             f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}"
@@ -67,15 +62,12 @@ def frechet_distance(
         offset = np.eye(s1.shape[0]) * eps
         s1, s2 = s1 + offset, s2 + offset
         covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if np.iscomplexobj(covmean):
-        if np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3) and np.isfinite(covmean).all():
-            covmean = covmean.real
-            tr_covmean = float(np.trace(covmean))
-        else:
-            _note(notes, "sqrtm gave a large imaginary part; used the symmetric eigen form")
-            tr_covmean = _trace_sqrt_product_sym(s1, s2)
+    small_imag = np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3)
+    if np.iscomplexobj(covmean) and not (small_imag and np.isfinite(covmean).all()):
+        _note(notes, "sqrtm gave a large imaginary part; used the symmetric eigen form")
+        tr_covmean = _trace_sqrt_product_sym(s1, s2)
     else:
-        tr_covmean = float(np.trace(covmean))
+        tr_covmean = float(np.trace(covmean.real))
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
@@ -105,9 +97,7 @@ def frechet_distance_features(
     if method == "auto":
         method = "svd" if min(n1, n2) < d else ("eigh" if d > 512 else "sqrtm")
     if method == "sqrtm":
-        mu1, s1 = gaussian_stats(a)
-        mu2, s2 = gaussian_stats(b)
-        return frechet_distance(mu1, s1, mu2, s2, notes=notes)
+        return frechet_distance(*gaussian_stats(a), *gaussian_stats(b), notes=notes)
     mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
     c1 = (a - mu1) / np.sqrt(n1 - 1)
     c2 = (b - mu2) / np.sqrt(n2 - 1)
@@ -140,11 +130,11 @@ def kl_divergence(
     if p_logits.shape != q_logits.shape:
         raise ValueError(f"paired logits differ in shape: {p_logits.shape} vs {q_logits.shape}")
     if kind == "softmax":
-        p, q = _softmax(p_logits), _softmax(q_logits)
-        log_p = _log_softmax(p_logits)
+        p, q = softmax(p_logits, axis=1), softmax(q_logits, axis=1)
+        log_p = log_softmax(p_logits, axis=1)
     elif kind == "sigmoid":
-        p, q = _sigmoid(p_logits), _sigmoid(q_logits)
-        log_p = -np.logaddexp(0.0, -p_logits)
+        log_p = -np.logaddexp(0.0, -p_logits)  # log σ(x), stable for large |x|
+        p, q = np.exp(log_p), np.exp(-np.logaddexp(0.0, -q_logits))
     else:
         raise ValueError(f"kind must be 'softmax' or 'sigmoid', got {kind!r}")
     # p·log p is 0 where p is 0 (torch's kl_div convention)
@@ -167,7 +157,7 @@ def inception_score(
     if seed is not None:
         x = x[np.random.RandomState(seed).permutation(n)]
     splits = max(1, min(int(splits), n))
-    p, log_p = _softmax(x), _log_softmax(x)
+    p, log_p = softmax(x, axis=1), log_softmax(x, axis=1)
     scores = []
     for i in range(splits):
         lo, hi = i * n // splits, (i + 1) * n // splits
@@ -202,20 +192,6 @@ def _as_2d(x: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -x))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

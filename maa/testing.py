@@ -90,3 +90,33 @@ def write_clip_folder(
         for i, wave in enumerate(clips):
             paths.append(write_audio(folder / f"{kind.replace(' ', '_')}_{i}{ext}", wave, sr))
     return paths
+
+
+def tiny_bundle(root: str | Path, with_clap: bool = True) -> Path:
+    """A complete bundle of random tiny models on the ``default`` mel preset — tiny VAE and U-Net,
+    the packaged MiniLM, optionally a tiny CLAP and two recorded categories — for tests and
+    demos of the whole generate path on CPU (it makes noise, not sound)."""
+    from maa.bundle import Bundle
+    from maa.mel import get_mel_preset
+    from maa.models.clap import Clap, get_clap_config
+    from maa.models.unet import NoiseSchedule, build_unet, get_unet_config
+    from maa.models.vae import VAE_PRESETS, build_vae
+    from maa.text import load_text_encoder
+
+    torch.manual_seed(0)
+    bundle = Bundle.create(Path(root), get_mel_preset("default"))
+    vae_cfg = VAE_PRESETS["tiny"]
+    bundle.save_module("vae", build_vae(vae_cfg), "vae", vae_cfg.to_dict())
+    ref, enc_cfg = load_text_encoder("minilm").reference()
+    bundle.set_reference("text_encoder", "text_encoder", ref, enc_cfg)
+    unet_cfg = get_unet_config("tiny").with_text_width(384)
+    cats = {
+        "rain": {"clips": 3, "captions": ["rain falling steadily", "heavy rain"]},
+        "dog": {"clips": 2, "captions": ["a dog barking"]},
+    }
+    extra = {"scale_factor": 0.8, "schedule": NoiseSchedule().to_dict(), "categories": cats}
+    bundle.save_module("unet", build_unet(unet_cfg), "unet", unet_cfg.to_dict(), extra)
+    if with_clap:
+        clap_cfg = get_clap_config("tiny")
+        bundle.save_module("clap", Clap(clap_cfg), "clap", clap_cfg.to_dict())
+    return Path(root)

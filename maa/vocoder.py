@@ -23,9 +23,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from maa.audio import fix_length
+from maa.bundle import Bundle
+from maa.device import resolve_device
 from maa.dsp import griffin_lim, mel_filterbank
 from maa.errors import MaaError
 from maa.mel import MEL_PRESETS, MelPreset, log_expand
+from maa.models.hifigan import (
+    UNIVERSAL_REF,
+    HiFiGANConfig,
+    build_generator,
+    fold_weight_norm,
+    load_universal,
+)
 
 GRIFFIN_LIM_WARNING = (
     "Griffin-Lim is a fallback without a neural vocoder: expect phasey, metallic audio. "
@@ -76,7 +86,6 @@ def check_logmel(logmel: torch.Tensor, mel: MelPreset, who: str = "the vocoder")
             "model or a log of zero upstream: clamp the mel at 1e-5 before the log)"
         )
     lo, hi = float(logmel.min()), float(logmel.max())
-    other = "log10" if mel.log == "ln" else "ln"
     if lo < mel.floor - _BELOW_FLOOR[mel.log] or hi > _MAX_LOG[mel.log]:
         hint = ""
         if mel.log == "log10" and lo >= math.log(1e-5) - 2.5:
@@ -92,7 +101,7 @@ def check_logmel(logmel: torch.Tensor, mel: MelPreset, who: str = "the vocoder")
         at_floor = float((logmel - floor10).abs().lt(1e-4).float().mean())
         if lo >= floor10 - 1e-4 and at_floor > 0.01:
             raise MaaError(
-                f"the log-mel looks like a {other} mel ({at_floor:.0%} of values sit at the log10 "
+                f"the log-mel looks like a log10 mel ({at_floor:.0%} of values sit at the log10 "
                 f"floor -5.00, none below) but {who} expects natural-log values of preset "
                 f"{describe(mel)}; multiply it by {math.log(10):.4f} or use the matching preset"
             )
@@ -105,19 +114,9 @@ class Vocoder(ABC):
     kind = "vocoder"
 
     def __init__(self, mel: MelPreset, name: str, label: str, device: torch.device) -> None:
-        self.mel = mel
-        self.name = name
-        self.label = label
-        self.device = device
+        self.mel, self.name, self.label, self.device = mel, name, label, device
+        self.sample_rate, self.hop_length = mel.sample_rate, mel.hop_length
         self.warning: str | None = None
-
-    @property
-    def sample_rate(self) -> int:
-        return self.mel.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.mel.hop_length
 
     def __call__(self, logmel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(B, n_mels, T)`` (or ``(n_mels, T)``) → wave ``(B, T*hop)`` (or ``(T*hop,)``)
@@ -155,11 +154,8 @@ class HiFiGANVocoder(Vocoder):
         context_frames: int = 24,
     ) -> None:
         super().__init__(mel, name, label, device)
-        from maa.models.hifigan import fold_weight_norm
-
         self.generator = fold_weight_norm(generator).eval().requires_grad_(False).to(device)
-        self.dtype = dtype
-        self.chunk_frames = chunk_frames
+        self.dtype, self.chunk_frames = dtype, chunk_frames
         # frames of context on each side of a chunk; covers V1's receptive field (~13 frames)
         self.context_frames = context_frames
 
@@ -199,15 +195,12 @@ class GriffinLimVocoder(Vocoder):
         self.inverse_basis = torch.linalg.pinv(basis.T.double()).float().to(device)
 
     def _synthesize(self, logmel: torch.Tensor) -> torch.Tensor:
-        hop = self.hop_length
-        frames = logmel.shape[-1]
+        hop, frames = self.hop_length, logmel.shape[-1]
         mag = (self.inverse_basis @ log_expand(logmel.float(), self.mel)).clamp_min(0.0)
         wave = griffin_lim(mag, self.mel.n_fft, hop, self.mel.win_length, self.n_iter)
         # Griffin-Lim frames are centred on t*hop; the preset's frames on t*hop + hop/2
         wave = nn.functional.pad(wave, (hop // 2, 0))
-        if wave.shape[-1] < frames * hop:
-            wave = nn.functional.pad(wave, (0, frames * hop - wave.shape[-1]))
-        return wave[..., : frames * hop].clamp(-1.0, 1.0)
+        return fix_length(wave, frames * hop).clamp(-1.0, 1.0)
 
 
 def _dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -234,13 +227,13 @@ def load_vocoder(
         device: ``cpu``, ``cuda``, ``auto``…
         dtype: ``fp32`` (exact), ``bf16``/``fp16`` (faster on GPUs), or ``auto``.
     """
-    from maa.device import resolve_device
-    from maa.models.hifigan import UNIVERSAL_REF, load_universal
+    return _load(str(spec), mel, resolve_device(device), dtype, "the mels to vocode")
 
-    dev = resolve_device(device)
-    spec = str(spec)
+
+def _load(spec: str, mel: MelPreset, device: torch.device, dtype: str, user: str) -> Vocoder:
+    """:func:`load_vocoder` on a resolved device; ``user`` names whose mels these are."""
     if spec == "griffin-lim":
-        return GriffinLimVocoder(mel, dev)
+        return GriffinLimVocoder(mel, device)
     if spec == "default":
         if mel != MEL_PRESETS["default"]:
             raise MaaError(
@@ -249,32 +242,21 @@ def load_vocoder(
                 f"Pass --vocoder griffin-lim, or a vocoder bundle trained for {mel.name!r} "
                 f"(`maa train-vocoder --preset {mel.name} --init default`)"
             )
-        return HiFiGANVocoder(
-            load_universal(),
-            mel,
-            "hifigan-universal",
-            f"HiFi-GAN V1 universal (pretrained, {UNIVERSAL_REF})",
-            dev,
-            _dtype(dtype, dev),
-        )
-    path = Path(spec)
-    if not path.exists():
+        label = f"HiFi-GAN V1 universal (pretrained, {UNIVERSAL_REF})"
+        gen = load_universal()
+        return HiFiGANVocoder(gen, mel, "hifigan-universal", label, device, _dtype(dtype, device))
+    if not Path(spec).exists():
         raise MaaError(
             f"--vocoder {spec!r}: not 'default', 'griffin-lim' or an existing bundle folder"
         )
-    return _from_bundle(path, mel, dev, _dtype(dtype, dev))
+    return _from_bundle(Path(spec), mel, device, dtype, user)
 
 
 def _from_bundle(
-    path: Path,
-    mel: MelPreset,
-    device: torch.device,
-    dtype: torch.dtype,
-    user: str = "the mels to vocode",
+    path: Path, mel: MelPreset, device: torch.device, dtype: str, user: str
 ) -> Vocoder:
-    from maa.bundle import Bundle
-    from maa.models.hifigan import HiFiGANConfig, build_generator
-
+    """The ``vocoder`` component of bundle ``path``: stored weights or a reference."""
+    torch_dtype = _dtype(dtype, device)
     bundle = Bundle.open(path)
     if bundle.mel != mel:
         raise MaaError(
@@ -285,35 +267,23 @@ def _from_bundle(
         )
     entry = bundle.component("vocoder")
     if "ref" in entry:
-        return _from_reference(entry["ref"], bundle, mel, device, dtype, user)
+        ref = entry["ref"]
+        if ref in (UNIVERSAL_REF, "griffin-lim"):
+            return _load("default" if ref == UNIVERSAL_REF else ref, mel, device, dtype, user)
+        if not (isinstance(ref, str) and ref.startswith("path:")):
+            raise MaaError(
+                f"{bundle.root}: vocoder reference {ref!r} is not known; expected "
+                f"{UNIVERSAL_REF!r}, 'griffin-lim' or 'path:/folder/of/a/vocoder/bundle'"
+            )
+        target = Path(ref[len("path:") :])
+        target = target if target.is_absolute() else bundle.root / target
+        return _from_bundle(target, mel, device, dtype, user)
     cfg = HiFiGANConfig.from_dict(bundle.config("vocoder"))
     generator = build_generator(cfg)
     bundle.load_into("vocoder", generator)
     step = entry.get("step")
     label = f"HiFi-GAN ({path.name}" + (f", step {step})" if step is not None else ")")
-    return HiFiGANVocoder(generator, mel, f"hifigan:{path.name}", label, device, dtype)
-
-
-def _from_reference(ref: str, bundle, mel: MelPreset, device, dtype, user: str) -> Vocoder:
-    from maa.models.hifigan import UNIVERSAL_REF
-
-    if ref == UNIVERSAL_REF:
-        return load_vocoder("default", mel, str(device), dtype=_dtype_name(dtype))
-    if isinstance(ref, str) and ref.startswith("path:"):
-        target = Path(ref[len("path:") :])
-        if not target.is_absolute():
-            target = bundle.root / target
-        return _from_bundle(target, mel, device, dtype, user)
-    if ref == "griffin-lim":
-        return GriffinLimVocoder(mel, device)
-    raise MaaError(
-        f"{bundle.root}: vocoder reference {ref!r} is not known; expected {UNIVERSAL_REF!r}, "
-        "'griffin-lim' or 'path:/folder/of/a/vocoder/bundle'"
-    )
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return HiFiGANVocoder(generator, mel, f"hifigan:{path.name}", label, device, torch_dtype)
 
 
 def resolve_vocoder_for(
@@ -326,29 +296,15 @@ def resolve_vocoder_for(
     pretrained HiFi-GAN for the ``default`` mel preset, or Griffin-Lim (``warning`` set) for
     others. A vocoder bundle for another mel preset is an error that names both presets.
     """
-    from maa.bundle import Bundle
-
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
-    from maa.device import resolve_device
-
-    mel = bundle.mel
-    dev = resolve_device(device)
-    user = f"model bundle {bundle.root}"
-    if override and override not in ("default", "griffin-lim"):
-        if not Path(override).exists():
-            raise MaaError(
-                f"--vocoder {override!r}: not 'default', 'griffin-lim' or an existing bundle folder"
-            )
-        return _from_bundle(Path(override), mel, dev, _dtype(dtype, dev), user)
+    mel, dev, user = bundle.mel, resolve_device(device), f"model bundle {bundle.root}"
     if override:
-        return load_vocoder(override, mel, str(dev), dtype=dtype)
-    if not bundle.has("vocoder"):
-        from maa.mel import MEL_PRESETS
-
-        if mel == MEL_PRESETS["default"]:  # the pretrained universal HiFi-GAN fits this preset
-            return load_vocoder("default", mel, str(dev), dtype=dtype)
-        voc = GriffinLimVocoder(mel, dev)
-        voc.warning = f"{bundle.root} has no vocoder component. " + GRIFFIN_LIM_WARNING
-        return voc
-    return _from_bundle(bundle.root, mel, dev, _dtype(dtype, dev), user)
+        return _load(override, mel, dev, dtype, user)
+    if bundle.has("vocoder"):
+        return _from_bundle(bundle.root, mel, dev, dtype, user)
+    if mel == MEL_PRESETS["default"]:  # the pretrained universal HiFi-GAN fits this preset
+        return _load("default", mel, dev, dtype, user)
+    voc = GriffinLimVocoder(mel, dev)
+    voc.warning = f"{bundle.root} has no vocoder component. " + GRIFFIN_LIM_WARNING
+    return voc

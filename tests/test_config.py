@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from maa.bundle import Bundle
-from maa.config import config_from_dict, config_to_dict
 from maa.errors import BundleError, MaaError
 from maa.mel import MEL_PRESETS, MelPreset
 from maa.models.clap import CLAP_PRESETS, ClapConfig
@@ -60,9 +59,9 @@ def test_tuples_are_restored_from_the_field_types():
     assert tiny["resblock_dilation_sizes"] == [[1, 3], [1, 3]]
     hifi = HiFiGANConfig.from_dict(tiny)
     assert hifi.resblock_dilation_sizes == ((1, 3), (1, 3))
-    betas = config_from_dict(VocoderTrainSettings, {"betas": [0.5, 0.9]}).betas
+    betas = VocoderTrainSettings.from_dict({"betas": [0.5, 0.9]}).betas
     assert betas == (0.5, 0.9) and isinstance(betas, tuple)
-    assert config_to_dict(VocoderTrainSettings())["betas"] == [0.8, 0.99]
+    assert VocoderTrainSettings().to_dict()["betas"] == [0.8, 0.99]
 
 
 def test_missing_fields_take_defaults_and_required_ones_are_named():

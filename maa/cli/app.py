@@ -7,6 +7,8 @@ the stages inside the command body so that ``maa --help`` does not load torch an
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from maa import __version__
@@ -26,7 +28,7 @@ from maa.cli import (
     train_vocoder,
     vocode,
 )
-from maa.cli.common import handle_errors
+from maa.cli.common import handle_errors, keep_output_on_failure
 
 app = typer.Typer(
     name="maa",
@@ -56,8 +58,17 @@ COMMANDS = [
     ("evaluate", evaluate.evaluate_cmd),
 ]
 GROUPS = [("corpus", corpus.corpus_app), ("manifest", manifest.manifest_app)]
+# the folder each train-* command writes: left as it was when the run fails at its start
+TRAIN_OUTPUT = {
+    "train-clap": "out",
+    "train-vae": "out",
+    "train-ldm": "bundle",
+    "train-vocoder": "out",
+}
 
 for _name, _func in COMMANDS:
+    if _name in TRAIN_OUTPUT:
+        _func = keep_output_on_failure(_func, TRAIN_OUTPUT[_name])
     app.command(_name)(handle_errors(_func))
 for _name, _group in GROUPS:
     app.add_typer(_group, name=_name)
@@ -76,6 +87,12 @@ def _root(
     ),
 ) -> None:
     """Make-An-Audio toolkit."""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings reach the user as one line, without the source line that raised them."""
+    return f"note: {message}\n"
 
 
 def main() -> None:

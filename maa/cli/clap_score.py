@@ -34,29 +34,20 @@ def clap_score_cmd(
     table.add_column("value", justify="right")
     table.add_column("chance", justify="right")
     n_caps = int(r["captions"])
-    rows = [
-        ("clips scored", f"{int(r['clips'])}", ""),
-        ("distinct captions", f"{n_caps}", ""),
-        ("matched cosine", f"{r['matched_cosine']:.4f}", ""),
-        ("mismatched cosine", f"{r['mismatched_cosine']:.4f}", ""),
-    ]
+    table.add_row("clips scored", f"{int(r['clips'])}", "")
+    table.add_row("distinct captions", f"{n_caps}", "")
+    table.add_row("matched cosine", f"{r['matched_cosine']:.4f}", "")
+    table.add_row("mismatched cosine", f"{r['mismatched_cosine']:.4f}", "")
     for k in (1, 10):
-        chance = f"{min(1.0, k / n_caps):.3f}"
-        rows.append((f"audio→text R@{k}", f"{r[f'a2t_r{k}']:.3f}", chance))
-        rows.append((f"text→audio R@{k}", f"{r[f't2a_r{k}']:.3f}", ""))
-    for row in rows:
-        table.add_row(*row)
+        table.add_row(f"audio→text R@{k}", f"{r[f'a2t_r{k}']:.3f}", f"{min(1.0, k / n_caps):.3f}")
+        table.add_row(f"text→audio R@{k}", f"{r[f't2a_r{k}']:.3f}", "")
     console.print(table)
-    _print_skipped(r["skipped"])
+    if r["skipped"]:
+        console.print(f"[yellow]{len(r['skipped'])} row(s) skipped[/]:")
+        for _, reason in r["skipped"][:10]:
+            console.print(f"  {reason}", highlight=False)
     if json_out is not None:
         from maa.fsutil import write_json_atomic
 
         write_json_atomic(json_out, {**r, "skipped": [list(x) for x in r["skipped"]]})
         console.print(f"wrote {json_out}")
-
-
-def _print_skipped(skipped: list[tuple[str, str]]) -> None:
-    if skipped:
-        console.print(f"[yellow]{len(skipped)} row(s) skipped[/]:")
-        for _, reason in skipped[:10]:
-            console.print(f"  {reason}", highlight=False)

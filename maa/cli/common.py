@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+
+from maa.errors import MaaError, system_error
+from maa.fsutil import is_main_process, rollback_unless_checkpointed
 
 if TYPE_CHECKING:
     from maa.trainer import TrainSummary
@@ -30,20 +34,39 @@ RESUME = typer.Option(False, "--resume", help="Continue the run saved in the out
 
 
 def handle_errors(func: F) -> F:
-    """Print a :class:`~maa.errors.MaaError` as one red line and exit with code 2.
-
-    Anything else is a bug in maa and keeps its traceback.
+    """Print a :class:`~maa.errors.MaaError` — or an operating-system refusal (disk full,
+    permission denied, read-only, too many open files) anywhere in an exception's chain — as one
+    red line and exit with code 2. Anything else is a bug in maa and keeps its traceback.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from maa.errors import MaaError
-
         try:
             return func(*args, **kwargs)
         except MaaError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
+            error = exc
+        except Exception as exc:
+            found = system_error(exc)
+            if found is None:
+                raise
+            error = found
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def keep_output_on_failure(func: F, param: str) -> F:
+    """Wrap a ``train-*`` command so that a run which fails before writing its first training
+    checkpoint leaves the folder named by option ``param`` as it found it (created files and
+    folders are removed, a folder that did not exist is not left behind). Once a checkpoint
+    exists, nothing is removed: the run can be resumed."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        folder = kwargs.get(param)
+        with rollback_unless_checkpointed(Path(folder) if folder is not None else None):
+            return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
@@ -79,7 +102,10 @@ def train_config(
 
 
 def print_summary(s: TrainSummary, component: str, out: Any) -> None:
-    """One line on the run, the files it skipped, and where the component was written."""
+    """One line on the run, the files it skipped, and where the component was written (by the
+    main process only: the ranks of a multi-process run share one result)."""
+    if not is_main_process():
+        return
     last = ", ".join(f"{k} {v:.4g}" for k, v in s.last.items())
     console.print(
         f"trained to step {s.steps} (from {s.resumed_from}) on {s.clips} clip(s) in "

@@ -19,10 +19,8 @@ def _table(title: str, counts: dict[str, int], total: int, hours: dict[str, floa
 
     table = Table(title=title)
     table.add_column("name")
-    table.add_column("clips", justify="right")
-    table.add_column("share", justify="right")
-    if hours is not None:
-        table.add_column("minutes", justify="right")
+    for col in ("clips", "share", "minutes") if hours is not None else ("clips", "share"):
+        table.add_column(col, justify="right")
     for name, n in counts.items():
         cells = [name, str(n), f"{100 * n / max(total, 1):.1f} %"]
         if hours is not None:
@@ -101,9 +99,8 @@ def stats_cmd(
     minutes = df.groupby("category")["duration"].sum() / 3600.0
     counts = df["category"].value_counts().to_dict()
     console.print(_table("clips per category", counts, total, minutes.to_dict()))
-    console.print(_table("licences", df["license"].value_counts().to_dict(), total))
-    console.print(_table("sources", df["source"].value_counts().to_dict(), total))
-    console.print(_table("splits", df["split"].value_counts().to_dict(), total))
+    for title, col in (("licences", "license"), ("sources", "source"), ("splits", "split")):
+        console.print(_table(title, df[col].value_counts().to_dict(), total))
     console.print(
         f"{total} clips, {df['duration'].sum() / 3600:.2f} h, {df['category'].nunique()} categories"
     )

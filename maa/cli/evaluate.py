@@ -49,7 +49,6 @@ def evaluate_cmd(
     KL pairs files by name; the CLAP score takes captions from the generated manifest, or
     from the name-paired reference clips. Every number names the backbone it came from.
     """
-    from maa.manifest import side_file
     from maa.stages.evaluate import evaluate
 
     report = evaluate(
@@ -58,7 +57,7 @@ def evaluate_cmd(
         use_cache=not no_cache, progress=True,
     )  # fmt: skip
     print_report(report)
-    console.print(f"wrote [bold]{out}[/] and {side_file(out, 'files')}")
+    console.print(f"wrote [bold]{out}[/] and {out.with_name(report.per_file)}")
 
 
 def print_report(report: EvalReport) -> None:

@@ -45,7 +45,7 @@ def generate_cmd(
     settings = SamplingSettings(**{k: v for k, v in given.items() if v is not None})  # else default
     df = generate(
         settings, prompt, output, prompts=prompts, out_dir=out_dir, bundle=bundle, png=png,
-        device=device, dtype=dtype, vocoder=vocoder, clap=clap, log=_log,
+        device=device, dtype=dtype, vocoder=vocoder, clap=clap, log=_log, reuse_seed=seed is None,
     )  # fmt: skip
     if prompts is not None:
         console.print(f"wrote {len(df)} file(s) and generated.parquet to [bold]{out_dir}[/]")

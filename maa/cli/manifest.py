@@ -38,9 +38,7 @@ def scan_cmd(
     """Build a manifest from a folder of audio (durations, sample rates, sidecar captions)."""
     from maa.stages.manifest_ops import scan
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df, failures = scan(audio_dir, out.parent, source, valid_fraction, test_fraction)
-    _write(df, failures, out)
+    _write(*scan(audio_dir, out.parent, source, valid_fraction, test_fraction), out)
 
 
 @manifest_app.command("import")
@@ -59,9 +57,7 @@ def import_cmd(
     """Import another toolkit's file list as a manifest (headers checked, missing files listed)."""
     from maa.stages.manifest_ops import import_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df, failures = import_file(path, out.parent, audio_dir, split, source)
-    _write(df, failures, out)
+    _write(*import_file(path, out.parent, audio_dir, split, source), out)
 
 
 @manifest_app.command("info")

@@ -6,17 +6,8 @@ from pathlib import Path
 
 import typer
 
-from maa.cli.common import (
-    CKPT_EVERY,
-    GRAD_ACCUM,
-    PRECISION,
-    RESUME,
-    SEED,
-    TRAIN_DEVICE,
-    console,
-    print_summary,
-    train_config,
-)
+from maa.cli import train_options as opt
+from maa.cli.common import console, print_summary, train_config
 
 
 def train_ldm_cmd(
@@ -26,12 +17,12 @@ def train_ldm_cmd(
         "minilm", help="minilm (packaged), clap:PATH, t5:PATH or bert:PATH (local folders)."
     ),
     preset: str = typer.Option("tiny", help="U-Net size: tiny, default or paper."),
-    max_steps: int = typer.Option(1000, help="Total optimiser steps."),
-    batch_size: int = typer.Option(16, help="Clips per step (per GPU)."),
-    grad_accum: int = GRAD_ACCUM,
+    max_steps: int = opt.MAX_STEPS,
+    batch_size: int = opt.BATCH_SIZE,
+    grad_accum: int = opt.GRAD_ACCUM,
     lr: float = typer.Option(None, help="AdamW learning rate (default: the preset's)."),
     warmup: int = typer.Option(None, help="Linear warm-up steps (default: the preset's)."),
-    precision: str = PRECISION,
+    precision: str = opt.PRECISION,
     ema: float = typer.Option(
         0.9999, help="EMA decay of the exported weights (0: export the raw weights)."
     ),
@@ -40,10 +31,10 @@ def train_ldm_cmd(
     ),
     prediction: str = typer.Option("epsilon", help="Training target: epsilon or v_prediction."),
     val_every: int = typer.Option(0, help="Generate validation prompts every N steps (0: off)."),
-    ckpt_every: int = CKPT_EVERY,
-    seed: int = SEED,
-    device: str = TRAIN_DEVICE,
-    resume: bool = RESUME,
+    ckpt_every: int = opt.CKPT_EVERY,
+    seed: int = opt.SEED,
+    device: str = opt.TRAIN_DEVICE,
+    resume: bool = opt.RESUME,
     reprogram: Path = typer.Option(
         None, help="Event manifest for dynamic reprogramming (fresh compositions every epoch)."
     ),

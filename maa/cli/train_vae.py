@@ -6,36 +6,27 @@ from pathlib import Path
 
 import typer
 
-from maa.cli.common import (
-    CKPT_EVERY,
-    EMA_DECAY,
-    GRAD_ACCUM,
-    PRECISION,
-    RESUME,
-    SEED,
-    TRAIN_DEVICE,
-    print_summary,
-    train_config,
-)
+from maa.cli import train_options as opt
+from maa.cli.common import print_summary, train_config
 
 
 def train_vae_cmd(
-    manifest: Path = typer.Option(..., help="Training manifest (.parquet); uses its train split."),
-    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (created if new)."),
+    manifest: Path = opt.MANIFEST,
+    out: Path = opt.OUT,
     preset: str = typer.Option("tiny", help="Model size: tiny, default or paper."),
-    max_steps: int = typer.Option(1000, help="Total optimiser steps."),
-    batch_size: int = typer.Option(16, help="Clips per step (per GPU)."),
-    grad_accum: int = GRAD_ACCUM,
+    max_steps: int = opt.MAX_STEPS,
+    batch_size: int = opt.BATCH_SIZE,
+    grad_accum: int = opt.GRAD_ACCUM,
     crop_frames: int = typer.Option(None, help="Training crop in mel frames (multiple of 8)."),
     lr: float = typer.Option(None, help="Learning rate (default: the preset's)."),
     disc_start: int = typer.Option(None, help="Step at which the discriminator switches on."),
-    precision: str = PRECISION,
-    ema: float = EMA_DECAY,
-    ckpt_every: int = CKPT_EVERY,
-    val_every: int = typer.Option(0, help="Validate on the valid split every N steps (0: off)."),
-    seed: int = SEED,
-    device: str = TRAIN_DEVICE,
-    resume: bool = RESUME,
+    precision: str = opt.PRECISION,
+    ema: float = opt.EMA_DECAY,
+    ckpt_every: int = opt.CKPT_EVERY,
+    val_every: int = opt.VAL_EVERY,
+    seed: int = opt.SEED,
+    device: str = opt.TRAIN_DEVICE,
+    resume: bool = opt.RESUME,
 ) -> None:
     """Train the KL spectrogram autoencoder with the multi-window discriminator."""
     from maa.stages.vae import train_vae

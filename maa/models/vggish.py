@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from maa.config import Config
@@ -107,16 +106,9 @@ class VggishFrontEnd(nn.Module):
         self.register_buffer("window", window, persistent=False)
         self.register_buffer("mel", mel, persistent=False)
 
-    def num_examples(self, samples: int) -> int:
-        cfg = self.cfg
-        if samples < cfg.window_length:
-            return 0
-        frames = 1 + (samples - cfg.window_length) // cfg.hop_length
-        return frames // cfg.example_frames
-
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        if self.num_examples(wave.shape[-1]) < 1:
+        if wave.shape[-1] < cfg.min_samples:
             raise MaaError(
                 f"VGGish needs at least {cfg.min_samples} samples "
                 f"({cfg.min_samples / cfg.sample_rate:.3f} s) per clip, got {wave.shape[-1]}; "
@@ -125,11 +117,8 @@ class VggishFrontEnd(nn.Module):
         frames = wave.to(torch.float64).unfold(-1, cfg.window_length, cfg.hop_length)
         spec = torch.fft.rfft(frames * self.window, n=cfg.n_fft).abs()  # (B, F, bins)
         logmel = torch.log(spec @ self.mel + cfg.log_offset)  # (B, F, mels)
-        n = logmel.shape[1] // cfg.example_frames
-        examples = logmel[:, : n * cfg.example_frames].reshape(
-            wave.shape[0], n, cfg.example_frames, cfg.n_mels
-        )
-        return examples.float()
+        n = logmel.shape[1] // cfg.example_frames  # incomplete examples are dropped
+        return logmel[:, : n * cfg.example_frames].unflatten(1, (n, cfg.example_frames)).float()
 
 
 class Vggish(nn.Module):
@@ -140,10 +129,9 @@ class Vggish(nn.Module):
 
     def __init__(self, cfg: VggishConfig | None = None) -> None:
         super().__init__()
-        cfg = cfg or VggishConfig()
+        self.cfg = cfg = cfg or VggishConfig()
         if len(cfg.channels) != sum(_STAGES):
             raise MaaError(f"VGGish needs {sum(_STAGES)} channel widths, got {cfg.channels}")
-        self.cfg = cfg
         layers: list[nn.Module] = []
         cin, widths = 1, iter(cfg.channels)
         for convs in _STAGES:
@@ -176,10 +164,8 @@ class Vggish(nn.Module):
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """``(B, T)`` waves at 16 kHz (equal lengths) → ``(B, N, 128)`` frame embeddings."""
-        examples = self.frontend(wave)
-        b, n = examples.shape[:2]
-        out = self.forward(examples.reshape(b * n, 1, *examples.shape[2:]))
-        return out.reshape(b, n, -1)
+        examples = self.frontend(wave)  # (B, N, 96, 64)
+        return self.forward(examples.flatten(0, 1)[:, None]).unflatten(0, examples.shape[:2])
 
 
 def build_vggish(cfg: VggishConfig | str = "vggish") -> Vggish:
@@ -187,17 +173,6 @@ def build_vggish(cfg: VggishConfig | str = "vggish") -> Vggish:
     if isinstance(cfg, str):
         cfg = get_vggish_config(cfg)
     return Vggish(cfg).eval()
-
-
-def pad_for_vggish(wave: torch.Tensor, cfg: VggishConfig) -> tuple[torch.Tensor, bool]:
-    """Zero-pad ``(T,)`` at the end to one full example; returns the wave and whether padded.
-
-    The reference silently skips clips shorter than one example; we pad them and say so.
-    """
-    short = wave.shape[-1] < cfg.min_samples
-    if short:
-        wave = F.pad(wave, (0, cfg.min_samples - wave.shape[-1]))
-    return wave, short
 
 
 def load_vggish(path: str | os.PathLike[str] | None, cfg: VggishConfig | str = "vggish") -> Vggish:
@@ -209,13 +184,11 @@ def load_vggish(path: str | os.PathLike[str] | None, cfg: VggishConfig | str = "
             f"FAD needs the VGGish checkpoint: download {VGGISH_FILE} ({VGGISH_URL}) and pass "
             f"--vggish /path/to/{VGGISH_FILE}"
         )
-    if isinstance(cfg, str):
-        cfg = get_vggish_config(cfg)
     # weights are built on the meta device (no wasted random init) and then loaded; the front
     # end's constant buffers are not in the state dict, so it is rebuilt for real
     with torch.device("meta"):
-        model = Vggish(cfg)
-    model = model.to_empty(device="cpu").eval()
-    model.frontend = VggishFrontEnd(cfg)
+        model = build_vggish(cfg)
+    model = model.to_empty(device="cpu")
+    model.frontend = VggishFrontEnd(model.cfg)
     load_strict_file(model, path, f"pass torchvggish's {VGGISH_FILE} with --vggish PATH")
     return model

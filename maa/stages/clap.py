@@ -19,13 +19,15 @@ import pandas as pd
 import torch
 from torch import nn
 
+from maa.audio import load_audio
 from maa.bundle import Bundle
+from maa.clap import load_clap
 from maa.config import Config
 from maa.data import AudioClips, CropDataset
 from maa.errors import AudioError, MaaError, choose
 from maa.manifest import audio_paths, read_manifest, select_split
 from maa.mel import get_mel_preset
-from maa.models.clap import Clap, ClapConfig, TextTower, get_clap_config
+from maa.models.clap import Clap, ClapConfig, TextTower, batched, get_clap_config
 from maa.trainer import StepContext, TrainConfig, TrainSummary, lr_warmup, train
 
 log = logging.getLogger("maa.clap")
@@ -80,34 +82,25 @@ def contrastive_loss(
     return loss, acc
 
 
+@dataclass
 class ClapTask:
     """:class:`~maa.trainer.TrainTask` for the toolkit's CLAP."""
 
+    clips: AudioClips
+    valid: AudioClips | None
+    cfg: ClapConfig
+    opt_cfg: ClapTrainConfig
+    bundle: Bundle
+    preset: str
+    seed: int
     name = "clap"
 
-    def __init__(
-        self,
-        clips: AudioClips,
-        valid: AudioClips | None,
-        cfg: ClapConfig,
-        opt_cfg: ClapTrainConfig,
-        bundle: Bundle,
-        preset: str,
-        seed: int,
-    ) -> None:
-        self.clips, self.valid, self.cfg, self.opt_cfg = clips, valid, cfg, opt_cfg
-        self.bundle, self.preset, self.seed = bundle, preset, seed
-        self.captions = sorted(set(clips.captions))
-        self._cache: dict[str, torch.Tensor] = {}
+    def __post_init__(self) -> None:
+        self.captions = sorted(set(self.clips.captions))
         self.text_cache: torch.Tensor | None = None
-        if cfg.text_tune_layers == 0:
-            tower = TextTower(cfg)
-            self.text_cache = torch.cat(
-                [
-                    tower.pooled_frozen(self.captions[i : i + 256])
-                    for i in range(0, len(self.captions), 256)
-                ]
-            )
+        if self.cfg.text_tune_layers == 0:  # an all-frozen tower: its pooled features are cacheable
+            tower = TextTower(self.cfg)
+            self.text_cache = batched(tower, self.captions, 256, tower.width)
 
     def config_dict(self) -> dict[str, Any]:
         return {"clap": self.cfg.to_dict(), "optim": self.opt_cfg.to_dict()}
@@ -150,10 +143,8 @@ class ClapTask:
         caption = batch["caption"]
         kwargs: dict[str, Any] = {}
         if self.text_cache is not None:
-            key = str(ctx.device)
-            if key not in self._cache:
-                self._cache[key] = self.text_cache.to(ctx.device)
-            kwargs["text_features"] = self._cache[key][caption]
+            self.text_cache = self.text_cache.to(ctx.device)  # moved once; then a no-op
+            kwargs["text_features"] = self.text_cache[caption]
         else:
             kwargs["texts"] = [self.captions[i] for i in caption.tolist()]
         with ctx.accelerator.autocast():
@@ -166,7 +157,9 @@ class ClapTask:
     def validate(self, modules, step: int, writer) -> dict[str, float]:
         if self.valid is None:
             return {}
-        r = retrieval_metrics(modules["clap"], self.valid.waves, self.valid.captions, ks=(1,))
+        clap = modules["clap"]
+        audio = clap.embed_audio(self.valid.waves, clap.sample_rate)
+        r = retrieval_metrics(clap, audio, self.valid.captions, ks=(1,))
         return {"t2a_r1": r["t2a_r1"], "a2t_r1": r["a2t_r1"]}
 
     def export(self, modules, step: int) -> None:
@@ -242,28 +235,20 @@ def _captioned(df: pd.DataFrame, name: Any) -> tuple[pd.DataFrame, list[tuple[st
 
 # -- scoring ----------------------------------------------------------------------------------
 def retrieval_metrics(
-    clap: Any, waves: list[torch.Tensor], captions: list[str], ks: tuple[int, ...] = (1, 10)
+    clap: Any, audio: torch.Tensor, captions: list[str], ks: tuple[int, ...] = (1, 10)
 ) -> dict[str, float]:
-    """Agreement and zero-shot retrieval of clips ``waves`` (at ``clap.sample_rate``) with their
-    ``captions``. Identical captions are one query; any clip sharing a caption counts as a hit.
+    """Agreement and zero-shot retrieval of clips (their ``clap`` audio embeddings ``(N, D)``)
+    with their ``captions``. Identical captions are one query; any clip sharing a caption counts
+    as a hit.
 
-    Returns ``matched_cosine`` / ``mismatched_cosine`` (mean cosine of a clip with its own /
-    with the other distinct captions), ``t2a_r{k}`` and ``a2t_r{k}`` (recall@k, 0–1), and
-    ``chance_a2t_r1`` (1 / number of distinct captions).
+    Returns ``clips``, ``captions`` (distinct), ``matched_cosine`` / ``mismatched_cosine`` (mean
+    cosine of a clip with its own / with the other distinct captions), ``t2a_r{k}`` and
+    ``a2t_r{k}`` (recall@k, 0–1), and ``chance_a2t_r1`` (1 / number of distinct captions).
     """
-    if not waves:
-        raise MaaError("no clips to score")
     uniq = sorted(set(captions))
-    cid = torch.tensor([uniq.index(c) for c in captions])
-    audio = clap.embed_audio(waves, clap.sample_rate)
-    return ranking_metrics(audio, clap.embed_text(uniq), cid, ks)
-
-
-def ranking_metrics(
-    audio: torch.Tensor, text: torch.Tensor, cid: torch.Tensor, ks: tuple[int, ...] = (1, 10)
-) -> dict[str, float]:
-    """:func:`retrieval_metrics` from embeddings: clips ``(N, D)``, distinct captions ``(U, D)``
-    and each clip's caption index ``(N,)``."""
+    index = {c: i for i, c in enumerate(uniq)}
+    cid = torch.tensor([index[c] for c in captions])
+    text = clap.embed_text(uniq)
     n_caps = text.shape[0]
     sim = audio @ text.T  # (N, U)
     own = torch.zeros_like(sim, dtype=torch.bool)
@@ -300,9 +285,6 @@ def clap_score(
     Returns :func:`retrieval_metrics` (recall@1 and @10) plus ``skipped``: ``(path, reason)`` of
     rows with unreadable audio or an empty caption.
     """
-    from maa.audio import load_audio
-    from maa.clap import load_clap
-
     df = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     df = select_split(df, split)
     if isinstance(clap, (str, os.PathLike)):
@@ -311,9 +293,7 @@ def clap_score(
     captioned, skipped = _captioned(df, name)
     paths = audio_paths(captioned)
     texts = [str(c).strip() for c in captioned["caption"]]
-    uniq = sorted(set(texts))
-    index = {c: i for i, c in enumerate(uniq)}
-    chunks, cid = [], []
+    chunks, kept = [], []  # kept: the captions of the readable clips
     for start in range(0, len(paths), chunk):  # bounded memory on long manifests
         waves = []
         for path, caption in zip(
@@ -326,16 +306,12 @@ def clap_score(
                 log.warning("skipping %s", exc)
                 continue
             waves.append(wave)
-            cid.append(index[caption])
+            kept.append(caption)
         if waves:
             chunks.append(clap.embed_audio(waves, clap.sample_rate))
     if not chunks:
         raise MaaError(f"no readable captioned clips to score ({len(skipped)} skipped)")
-    cids = torch.tensor(cid)
-    used = torch.unique(cids)  # drop captions whose every clip was unreadable
-    remap = torch.full((len(uniq),), -1, dtype=torch.long)
-    remap[used] = torch.arange(len(used))
-    text = clap.embed_text([uniq[i] for i in used.tolist()])
-    result: dict[str, Any] = ranking_metrics(torch.cat(chunks), text, remap[cids], ks=(1, 10))
+    # captions whose every clip was unreadable are not among the queries
+    result: dict[str, Any] = retrieval_metrics(clap, torch.cat(chunks), kept, ks=(1, 10))
     result["skipped"] = skipped
     return result

@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 import torch
 
 from maa.audio import AUDIO_EXTENSIONS, audio_info, find_audio_files, load_audio
-from maa.errors import MaaError
+from maa.clap import load_clap
+from maa.errors import MaaError, check_count
 from maa.manifest import (
     empty_manifest,
     read_manifest,
@@ -42,12 +43,6 @@ from maa.manifest import (
 )
 from maa.progress import ProgressBar
 from maa.stages.experts import Candidate, Clip, Expert, RetrievalExpert, build_experts
-
-NO_CLAP_NOTE = (
-    "no CLAP given: keeping each clip's best-ranked candidate of the first expert; "
-    "clap_score left empty (pass --clap to rerank)"
-)
-SPLIT_PERCENT = (("train", 90), ("valid", 5), ("test", 5))
 
 
 @dataclass
@@ -87,19 +82,10 @@ def _hash(text: str) -> int:
     return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
 
 
-def shard_of(key: str, n: int) -> int:
-    """Shard of a clip, from its path relative to the audio folder (stable across machines)."""
-    return _hash(key) % n
-
-
 def split_of(key: str) -> str:
     """Deterministic 90/5/5 train/valid/test split from the clip's relative path."""
     bucket = _hash("split:" + key) % 100
-    for name, share in SPLIT_PERCENT:
-        if bucket < share:
-            return name
-        bucket -= share
-    return "test"
+    return "train" if bucket < 90 else "valid" if bucket < 95 else "test"
 
 
 def distill(
@@ -131,6 +117,9 @@ def distill(
         batch_size: clips per CLAP audio batch.
         save_every: rewrite the output (atomically) after this many clips.
     """
+    for option, value in (("--top-k", top_k), ("--batch-size", batch_size),
+                          ("--save-every", save_every)):  # fmt: skip
+        check_count(option, value)
     audio_dir = Path(audio_dir)
     log = log or (lambda msg: print(msg, file=sys.stderr))
     files = find_audio_files(audio_dir)
@@ -140,27 +129,20 @@ def distill(
             "pass a folder of recordings"
         )
     i, n = parse_shard(shard)
+    # a clip's shard (and split) comes from its path below audio_dir: stable across machines
     keyed = [(p.relative_to(audio_dir).as_posix(), p) for p in files]
-    keyed = [(k, p) for k, p in keyed if shard_of(k, n) == i]
+    keyed = [(k, p) for k, p in keyed if _hash(k) % n == i]
     if isinstance(clap, (str, os.PathLike)):
-        from maa.clap import load_clap
-
         clap = load_clap(clap, device)
-    expert_list = [
-        e
-        for spec in ([experts] if isinstance(experts, str) else experts)
-        for e in (build_experts(spec, clap, caption_bank, top_k, device) if isinstance(spec, str)
-                  else [spec])
-    ]  # fmt: skip
-    if not expert_list:
-        raise MaaError("no experts given; pass --experts label,retrieval,captioner:PATH")
+    expert_list = build_experts(experts, clap, caption_bank, top_k, device)
     if clap is None:
-        log(NO_CLAP_NOTE)
+        log(
+            "no CLAP given: keeping each clip's best-ranked candidate of the first expert; "
+            "clap_score left empty (pass --clap to rerank)"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    if out.is_file():
-        rows = read_manifest(out, validate_schema=False).to_dict("records")
+    rows = read_manifest(out, validate_schema=False).to_dict("records") if out.is_file() else []
     done = {str(resolve_path(r["audio_path"], out.parent).resolve()) for r in rows}
     resumed = len(rows)
     pending = [(k, p) for k, p in keyed if str(p.resolve()) not in done]
@@ -225,13 +207,12 @@ def distill(
                 flush()
                 since_save = 0
     errors_path = flush()
-    elapsed = time.perf_counter() - t0
     return DistillSummary(
         out=out,
         processed=len(rows) - resumed,
         resumed=resumed,
         failed=len(errors),
-        elapsed=elapsed,
+        elapsed=time.perf_counter() - t0,
         scored=clap is not None,
         errors_path=errors_path,
     )
@@ -255,8 +236,7 @@ def _score(
         return [None] * len(cands)
     new = list(dict.fromkeys(c.text for c in cands if c.text not in cache))
     if new:
-        for text, emb in zip(new, clap.embed_text(new), strict=True):
-            cache[text] = emb
+        cache.update(zip(new, clap.embed_text(new), strict=True))
     texts = torch.stack([cache[c.text] for c in cands])
     return [round(float(s), 6) for s in texts @ clip.audio_embedding.float()]
 
@@ -275,26 +255,21 @@ def _choose(cands: list[Candidate], scores: list[float | None], experts: Sequenc
 
 def _load(path: Path, sr: int | None) -> tuple[Any, torch.Tensor | None] | Exception:
     try:
-        info = audio_info(path)
-        wave = load_audio(path, sr)[0] if sr is not None else None
-        return info, wave
+        return audio_info(path), (load_audio(path, sr)[0] if sr is not None else None)
     except MaaError as exc:  # recorded per clip; the run goes on
         return exc
 
 
 def _prefetch(pool: ThreadPoolExecutor, items: list[tuple[str, Path]], size: int, sr: int | None):
     """Batches of ``(key, path, loaded)``; the next batch is read while this one is embedded."""
-    batches = [items[i : i + size] for i in range(0, len(items), size)]
     queue: deque[list[tuple[str, Path, Future]]] = deque()
-    for b in batches[:2]:
-        queue.append([(k, p, pool.submit(_load, p, sr)) for k, p in b])
-    nxt = 2
-    while queue:
-        current = queue.popleft()
-        if nxt < len(batches):
-            queue.append([(k, p, pool.submit(_load, p, sr)) for k, p in batches[nxt]])
-            nxt += 1
-        yield [(k, p, f.result()) for k, p, f in current]
+    for start in range(0, len(items) + 2 * size, size):  # the next two batches load meanwhile
+        if start < len(items):
+            queue.append(
+                [(k, p, pool.submit(_load, p, sr)) for k, p in items[start : start + size]]
+            )
+        if start >= 2 * size:
+            yield [(k, p, f.result()) for k, p, f in queue.popleft()]
 
 
 def merge_shards(shards: Sequence[str | Path], out: str | Path) -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ and embedded whole; features are cached per (embedder weights, file content) has
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from maa.errors import MaaError
 from maa.fsutil import atomic_path, write_json_atomic
@@ -123,6 +125,7 @@ class Backbone(ABC):
         return self._model
 
     def prepare(self, wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """A clip ``(T,)`` at :attr:`sample_rate` → the model's input, and whether it was padded."""
         return wave, False
 
     @abstractmethod
@@ -130,13 +133,17 @@ class Backbone(ABC):
         """Equal-length waves ``(B, T)`` at :attr:`sample_rate` → one feature dict per clip."""
 
 
+def _pad_end(wave: torch.Tensor, samples: int) -> tuple[torch.Tensor, bool]:
+    short = wave.shape[-1] < samples
+    return (F.pad(wave, (0, samples - wave.shape[-1])) if short else wave), short
+
+
 class PannsBackbone(Backbone):
     name = "panns-cnn14-16k"
 
     def prepare(self, wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        from maa.models.panns import pad_for_panns
-
-        return pad_for_panns(wave, self.model.cfg)
+        # the reference's preparation: DC offset removed, zero-padded at the end to 2 s
+        return _pad_end(wave - wave.mean(), self.model.cfg.min_samples)
 
     @torch.inference_mode()
     def embed(self, waves: torch.Tensor, device: torch.device) -> list[dict[str, np.ndarray]]:
@@ -149,9 +156,8 @@ class VggishBackbone(Backbone):
     name = "vggish"
 
     def prepare(self, wave: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        from maa.models.vggish import pad_for_vggish
-
-        return pad_for_vggish(wave, self.model.cfg)
+        # the reference silently skips clips shorter than one example; we pad them and say so
+        return _pad_end(wave, self.model.cfg.min_samples)
 
     @torch.inference_mode()
     def embed(self, waves: torch.Tensor, device: torch.device) -> list[dict[str, np.ndarray]]:
@@ -173,11 +179,8 @@ class ClapBackbone(Backbone):
 
 def file_digest(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def weights_digest(path: Path, memo_dir: Path | None = None) -> str:
@@ -194,11 +197,9 @@ def weights_digest(path: Path, memo_dir: Path | None = None) -> str:
         known = {}
     if key not in known:
         known[key] = file_digest(path)
-        try:
+        with contextlib.suppress(OSError, MaaError):  # a read-only home costs only re-hashing
             memo.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(memo, dict(list(known.items())[-256:]))
-        except (OSError, MaaError):  # a read-only home only costs re-hashing next time
-            pass
     return known[key]
 
 
@@ -220,9 +221,8 @@ def vggish_backbone(path: str | os.PathLike[str], memo: Path | None = None) -> V
     from maa.models.vggish import VGGISH_FILE, load_vggish
 
     p = _existing(path, f"--vggish PATH (torchvggish's {VGGISH_FILE})")
-    return VggishBackbone(
-        _identity("vggish", weights_digest(p, memo)), 16000, lambda: load_vggish(p)
-    )
+    ident = _identity("vggish", weights_digest(p, memo))
+    return VggishBackbone(ident, 16000, lambda: load_vggish(p))
 
 
 def clap_backbone(
@@ -236,24 +236,18 @@ def clap_backbone(
     from maa.clap import load_clap
 
     path = _existing(spec, "--clap PATH|BUNDLE", folder=True)
-    rate = _clap_rate_hint(path)
-    backbone = ClapBackbone(
-        _identity("clap", *_clap_fingerprint(path, memo)),
-        rate,
-        lambda: load_clap(path, device=device),
-    )
+    ident, rate = _identity("clap", *_clap_fingerprint(path, memo)), _clap_rate_hint(path)
+    backbone = ClapBackbone(ident, rate, lambda: load_clap(path, device=device))
     if rate is None:
         backbone.sample_rate  # noqa: B018 (loads and validates the CLAP)
     return backbone
 
 
 def _clap_rate_hint(path: Path) -> int | None:
-    try:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         bundle = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
         if "clap" in bundle.get("components", {}):
             return int(bundle["mel"]["sample_rate"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
     return None
 
 
@@ -306,13 +300,10 @@ class FeatureCache:
     def load(self, identity: str, digest: str) -> dict[str, np.ndarray] | None:
         if self.root is None:
             return None
-        path = self._path(identity, digest)
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path) as data:
+        try:  # a missing entry raises OSError; a damaged one is recomputed, never trusted
+            with np.load(self._path(identity, digest)) as data:
                 return {k: data[k] for k in data.files}
-        except (OSError, ValueError):  # a damaged entry is recomputed, never trusted
+        except (OSError, ValueError):
             return None
 
     def save(self, identity: str, digest: str, arrays: dict[str, np.ndarray]) -> None:
@@ -336,6 +327,14 @@ class FeatureCache:
                 arrays[k] = np.concatenate(parts)
                 arrays[f"{k}@rows"] = np.array([len(p) for p in parts])
         self.save(identity, _pack_key(digests), arrays)
+
+    def load_all(self, identity: str, digests: Sequence[str]) -> tuple[list[dict | None], bool]:
+        """The entries of ``digests`` (None where absent) from their pack, else one by one; and
+        whether the pack held them (then no new pack is needed)."""
+        pack = self.load_pack(identity, digests)
+        if pack is not None:
+            return list(pack), True
+        return [self.load(identity, d) for d in digests], False
 
     def load_pack(self, identity: str, digests: Sequence[str]) -> list[dict] | None:
         """The entries stored by :meth:`save_pack` for exactly these digests, or ``None``."""
@@ -414,13 +413,12 @@ def extract_features(
     for b in backbones:
         feats: list[dict[str, np.ndarray] | None] = [None] * n
         padded = [False] * n
-        pack = cache.load_pack(b.identity, [side.digests[i] for i in readable])
-        for j, i in enumerate(readable):
-            hit = pack[j] if pack is not None else cache.load(b.identity, side.digests[i])
+        hits, from_pack = cache.load_all(b.identity, [side.digests[i] for i in readable])
+        for i, hit in zip(readable, hits, strict=True):
             if hit is not None:
                 padded[i] = bool(hit.pop("padded", False))
                 feats[i] = hit
-        if pack is not None:
+        if from_pack:
             packed.add(b.identity)
         side.feats[b.identity], side.padded[b.identity] = feats, padded
         side.cached[b.identity] = sum(f is not None for f in feats)
@@ -466,13 +464,10 @@ def extract_features(
     if progress is not None and todo:
         progress(f"embedding {clips.label}", len(todo), len(todo))
     for b in backbones:  # one pack per set for the next run
-        done = [i for i in range(n) if side.feats[b.identity][i] is not None]
+        done = side.ok(b.identity)
         if b.identity not in packed and done:
             entries = [
                 {**side.feats[b.identity][i], "padded": np.array(side.padded[b.identity][i])}
                 for i in done
             ]
             cache.save_pack(b.identity, [side.digests[i] for i in done], entries)
-
-
-# -- the stage -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import hashlib
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from maa import __version__
-from maa.errors import MaaError
+from maa.errors import MaaError, check_count
 from maa.fsutil import write_json_atomic
 from maa.manifest import side_file, write_side_table
 from maa.progress import ProgressBar
@@ -115,9 +115,7 @@ class EvalReport:
         return {
             "format": REPORT_FORMAT,
             "format_version": 1,
-            **{f.name: getattr(self, f.name) for f in fields(self)},
-            "generated": asdict(self.generated),
-            "reference": asdict(self.reference),
+            **asdict(self),
             "metrics": [m.to_dict() for m in self.metrics],
             "notes": list(self.notes),
         }
@@ -149,15 +147,6 @@ def parse_embedder(spec: str | None) -> tuple[str | None, str | None]:
             "clap:BUNDLE_OR_FOLDER, or clap (uses --clap)"
         )
     return kind, (path or None)
-
-
-def generated_captions(gen: ClipSet, ref: ClipSet, pairs: Sequence[tuple[int, int]]) -> list[str]:
-    """Each generated clip's caption: its own, else its name-paired reference clip's."""
-    out = list(gen.captions)
-    for g, r in pairs:
-        if not out[g]:
-            out[g] = ref.captions[r]
-    return out
 
 
 def evaluate(
@@ -198,12 +187,14 @@ def evaluate(
     from maa.models.vggish import VGGISH_FILE, VGGISH_URL
 
     if batch_size < 1:
-        raise MaaError(f"--batch-size must be at least 1, got {batch_size}")
+        check_count("--batch-size", batch_size)
     wanted, explicit = parse_metrics(metrics)
     kind, emb_path = parse_embedder(embedder)
     gen, ref = collect_clips(generated, "generated"), collect_clips(reference, "reference")
     pairs = pair_by_name(gen.keys, ref.keys)
-    captions = generated_captions(gen, ref, pairs)
+    captions = list(gen.captions)  # a generated clip without one borrows its namesake's
+    for g, r in pairs:
+        captions[g] = captions[g] or ref.captions[r]
     dev = resolve_device(device)
 
     if kind == "clap" and emb_path is None:
@@ -251,8 +242,7 @@ def evaluate(
     clap_b = clap_backbone(clap, dev, memo) if "clap" in todo and clap else None
     main: Backbone | None = panns
     if kind == "clap" and "fd" in todo and emb_path:
-        same = clap_b is not None and Path(emb_path).expanduser() == Path(clap or "").expanduser()
-        if same:
+        if clap_b is not None and Path(emb_path).expanduser() == Path(clap).expanduser():
             main = clap_b
         else:  # a second CLAP, only for FD: named apart in the report and the per-file table
             main = clap_backbone(emb_path, dev, memo)
@@ -264,29 +254,23 @@ def evaluate(
     sides = {}
     with ProgressBar(progress, "files", transient=True) as bar:
         for clips in (gen, ref):
-            side = inspect_files(clips)
-            chosen = [
-                b
-                for b in backbones.values()
-                if clips is gen or not isinstance(b, ClapBackbone) or b is main
-            ]
+            # the CLAP score's CLAP embeds the reference audio only when it is FD's embedder too
+            chosen = [b for b in backbones.values() if clips is gen or b is main or b is not clap_b]
+            sides[clips.label] = side = inspect_files(clips)
             extract_features(clips, side, chosen, cache, dev, batch_size, bar)
-            sides[clips.label] = side
     sg, sr_ = sides["generated"], sides["reference"]
 
     results: list[MetricEntry] = []
-    per_gen: dict[str, list[float]] = {}
+    per_gen: dict[str, dict[int, float]] = {}  # per-file column -> generated index -> score
     for m in wanted:
         if m in blocked:
             names = ["KL_softmax", "KL_sigmoid"] if m == "kl" else [m.upper()]
             results += [MetricEntry(name, None, None, reason=blocked[m]) for name in names]
-        elif m == "fd":
-            assert main is not None
-            key = "embedding" if main is panns else "audio"
-            results.append(_frechet("FD", main, key, sg, sr_))
-        elif m == "fad":
-            assert vgg is not None
-            results.append(_frechet("FAD", vgg, "frames", sg, sr_))
+        elif m in ("fd", "fad"):
+            b = vgg if m == "fad" else main
+            assert b is not None
+            key = "frames" if b is vgg else "embedding" if b is panns else "audio"
+            results.append(_frechet(m.upper(), b, key, sg, sr_))
         elif m == "kl":
             assert panns is not None
             results += _kl(panns, sg, sr_, pairs, per_gen)
@@ -296,9 +280,7 @@ def evaluate(
         elif m == "clap":
             assert clap_b is not None
             results.append(_clap(clap_b, sg, captions, cache, per_gen))
-    report = _report(gen, ref, sg, sr_, pairs, results, backbones, cache, side_file(out, "files"))
-    _write(report, gen, ref, sg, sr_, pairs, captions, backbones, per_gen, out)
-    return report
+    return _write_report(out, gen, ref, sides, pairs, results, backbones, cache, captions, per_gen)
 
 
 # -- metrics over the extracted features ---------------------------------------------------------
@@ -315,15 +297,15 @@ def _frechet(
     xr = np.concatenate([np.atleast_2d(sr_.feats[b.identity][i][key]) for i in ri])
     rows = {"rows_generated": len(xg), "rows_reference": len(xr)} if key == "frames" else {}
     what = "frames" if key == "frames" else "files"
-    if min(len(xg), len(xr)) < 2:
+    fewest, dim = min(len(xg), len(xr)), xg.shape[1]
+    if fewest < 2:
         why = f"a covariance needs at least 2 {what} per side, got {len(xg)} generated and "
         why += f"{len(xr)} reference"
         return MetricEntry(metric, None, b.name, **counts, **rows, reason=why)
     notes: list[str] = []
-    dim = xg.shape[1]
-    if min(len(xg), len(xr)) <= dim:
+    if fewest <= dim:
         notes.append(
-            f"rank-deficient covariance ({min(len(xg), len(xr))} {what} ≤ {dim} dims): "
+            f"rank-deficient covariance ({fewest} {what} ≤ {dim} dims): "
             "compare only with runs of the same size"
         )
     value = frechet_distance_features(xg, xr, notes=notes)
@@ -335,16 +317,13 @@ def _kl(
     sg: SideFeatures,
     sr_: SideFeatures,
     pairs: Sequence[tuple[int, int]],
-    per_gen: dict[str, list[float]],
+    per_gen: dict[str, dict[int, float]],
 ) -> list[MetricEntry]:
     from maa.metrics import kl_divergence
 
-    ok = [
-        (g, r)
-        for g, r in pairs
-        if sg.feats[b.identity][g] is not None and sr_.feats[b.identity][r] is not None
-    ]
-    n = len(sg.feats[b.identity])
+    fg, fr = sg.feats[b.identity], sr_.feats[b.identity]
+    ok = [(g, r) for g, r in pairs if fg[g] is not None and fr[r] is not None]
+    n = len(fg)
     out = []
     unpaired = (
         "no generated file shares a name with a reference file (KL compares each clip with the "
@@ -355,12 +334,10 @@ def _kl(
         if not ok:
             out.append(MetricEntry(metric, None, b.name, n_paired=0, reason=unpaired))
             continue
-        p = np.stack([sr_.feats[b.identity][r]["logits"] for _, r in ok])
-        q = np.stack([sg.feats[b.identity][g]["logits"] for g, _ in ok])
+        p = np.stack([fr[r]["logits"] for _, r in ok])
+        q = np.stack([fg[g]["logits"] for g, _ in ok])
         values = kl_divergence(p, q, kind)
-        col = per_gen.setdefault(f"kl_{kind}", [float("nan")] * n)
-        for (g, _), v in zip(ok, values, strict=True):
-            col[g] = float(v)
+        per_gen[f"kl_{kind}"] = {g: float(v) for (g, _), v in zip(ok, values, strict=True)}
         notes = []
         if len(ok) < n:
             notes.append(f"{n - len(ok)} of {n} generated files have no reference namesake")
@@ -392,7 +369,7 @@ def _clap(
     sg: SideFeatures,
     captions: list[str],
     cache: FeatureCache,
-    per_gen: dict[str, list[float]],
+    per_gen: dict[str, dict[int, float]],
 ) -> MetricEntry:
     from maa.metrics import clap_scores
 
@@ -404,107 +381,41 @@ def _clap(
         )
     text_id = b.identity + "-text"
     digests = [hashlib.sha256(captions[i].encode("utf-8")).hexdigest() for i in idx]
-    text: dict[str, np.ndarray] = {}
-    pack = cache.load_pack(text_id, digests)
-    for j, d in enumerate(digests):
-        if (hit := pack[j] if pack else cache.load(text_id, d)) is not None:
-            text[d] = hit["text"]
+    hits, packed = cache.load_all(text_id, digests)
+    text = {d: hit["text"] for d, hit in zip(digests, hits, strict=True) if hit is not None}
     missing = sorted({(d, captions[i]) for d, i in zip(digests, idx, strict=True) if d not in text})
     if missing:
         emb = b.embed_text([c for _, c in missing])
         for (d, _), e in zip(missing, emb, strict=True):
             text[d] = np.asarray(e, np.float32)
             cache.save(text_id, d, {"text": text[d]})
-    if pack is None:
+    if not packed:
         cache.save_pack(text_id, digests, [{"text": text[d]} for d in digests])
     audio = np.stack([sg.feats[b.identity][i]["audio"] for i in idx])
     scores = clap_scores(audio, np.stack([text[d] for d in digests]))
-    col = per_gen.setdefault("clap_score", [float("nan")] * n)
-    for i, s in zip(idx, scores, strict=True):
-        col[i] = float(s)
-    notes = (
-        ()
-        if len(idx) == n
-        else (f"{n - len(idx)} of {n} generated files were not scored (no caption or unreadable)",)
-    )
+    per_gen["clap_score"] = {i: float(s) for i, s in zip(idx, scores, strict=True)}
+    skipped = n - len(idx)
+    why = f"{skipped} of {n} generated files were not scored (no caption or unreadable)"
+    notes = (why,) if skipped else ()
     return MetricEntry("CLAP", float(scores.mean()), b.name, n_generated=len(idx), notes=notes)
 
 
 # -- report ----------------------------------------------------------------------------------
-def _versions() -> dict[str, str]:
-    import scipy
-
-    return {
-        "maa": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _report(
+def _write_report(
+    out: str | os.PathLike[str],
     gen: ClipSet,
     ref: ClipSet,
-    sg: SideFeatures,
-    sr_: SideFeatures,
+    sides: dict[str, SideFeatures],
     pairs: Sequence[tuple[int, int]],
     results: list[MetricEntry],
     backbones: dict[str, Backbone],
     cache: FeatureCache,
-    per_file: Path,
-) -> EvalReport:
-    notes = []
-    rates = {c.label: sorted({r for r in s.sample_rates if r}) for c, s in ((gen, sg), (ref, sr_))}
-    if rates["generated"] != rates["reference"]:
-        notes.append(
-            f"sample rates differ (generated {rates['generated']} Hz, reference "
-            f"{rates['reference']} Hz); every clip was resampled to each embedder's rate"
-        )
-    for c, s in ((gen, sg), (ref, sr_)):
-        bad = sum(bool(e) for e in s.errors)
-        if bad:
-            notes.append(f"{bad} {c.label} file(s) could not be read; see the per-file table")
-    return EvalReport(
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        generated=_side_summary(gen, sg, backbones),
-        reference=_side_summary(ref, sr_, backbones),
-        n_paired=len(pairs),
-        metrics=tuple(results),
-        backbones={
-            b.name: {"identity": b.identity, "sample_rate": b.known_rate}
-            for b in backbones.values()
-        },
-        cache=str(cache.root) if cache.root else None,
-        per_file=per_file.name,
-        notes=tuple(notes),
-        versions=_versions(),
-    )
-
-
-def _side_summary(c: ClipSet, s: SideFeatures, backbones: dict[str, Backbone]) -> SetSummary:
-    return SetSummary(
-        source=c.source,
-        n_files=len(c.paths),
-        n_failed=sum(bool(e) for e in s.errors),
-        n_padded={backbones[k].name: int(sum(v)) for k, v in s.padded.items()},
-        n_cached={backbones[k].name: v for k, v in s.cached.items()},
-    )
-
-
-def _write(
-    report: EvalReport,
-    gen: ClipSet,
-    ref: ClipSet,
-    sg: SideFeatures,
-    sr_: SideFeatures,
-    pairs: Sequence[tuple[int, int]],
     captions: list[str],
-    backbones: dict[str, Backbone],
-    per_gen: dict[str, list[float]],
-    out: str | os.PathLike[str],
-) -> None:
+    per_gen: dict[str, dict[int, float]],
+) -> EvalReport:
+    """Write the per-file Parquet beside ``out``, then the report itself; returns the report."""
     import pandas as pd
+    import scipy
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -512,9 +423,16 @@ def _write(
         "generated": {g: ref.keys[r] for g, r in pairs},
         "reference": {r: gen.keys[g] for g, r in pairs},
     }
-    frames = []
-    for c, s in ((gen, sg), (ref, sr_)):
-        n = len(c.paths)
+    summaries, frames = {}, []
+    for c in (gen, ref):
+        s, n = sides[c.label], len(c.paths)
+        summaries[c.label] = SetSummary(
+            source=c.source,
+            n_files=n,
+            n_failed=sum(bool(e) for e in s.errors),
+            n_padded={backbones[k].name: int(sum(v)) for k, v in s.padded.items()},
+            n_cached={backbones[k].name: v for k, v in s.cached.items()},
+        )
         cols: dict[str, Any] = {
             "set": [c.label] * n,
             "key": c.keys,
@@ -529,8 +447,42 @@ def _write(
         for ident, flags in s.padded.items():
             cols[f"padded_{backbones[ident].name}"] = flags
         for name in ("kl_softmax", "kl_sigmoid", "clap_score"):
-            values = per_gen.get(name) if c is gen else None
-            cols[name] = values if values is not None else [float("nan")] * n
+            values = per_gen.get(name, {}) if c is gen else {}
+            cols[name] = [values.get(i, float("nan")) for i in range(n)]
         frames.append(pd.DataFrame(cols))
+    notes = []
+    rates = {c.label: sorted({r for r in sides[c.label].sample_rates if r}) for c in (gen, ref)}
+    if rates["generated"] != rates["reference"]:
+        notes.append(
+            f"sample rates differ (generated {rates['generated']} Hz, reference "
+            f"{rates['reference']} Hz); every clip was resampled to each embedder's rate"
+        )
+    for label, summary in summaries.items():
+        if summary.n_failed:
+            notes.append(
+                f"{summary.n_failed} {label} file(s) could not be read; see the per-file table"
+            )
+    report = EvalReport(
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        generated=summaries["generated"],
+        reference=summaries["reference"],
+        n_paired=len(pairs),
+        metrics=tuple(results),
+        backbones={
+            b.name: {"identity": b.identity, "sample_rate": b.known_rate}
+            for b in backbones.values()
+        },
+        cache=str(cache.root) if cache.root else None,
+        per_file=side_file(out, "files").name,
+        notes=tuple(notes),
+        versions={
+            "maa": __version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "python": platform.python_version(),
+        },
+    )
     write_side_table(pd.concat(frames, ignore_index=True), out, "files")
     write_json_atomic(out, report.to_dict())
+    return report

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
+from maa.audio import load_audio, resample
 from maa.captions import read_captions, sidecar_texts, unique_texts
 from maa.errors import MaaError
 from maa.system import ASSETS
@@ -137,10 +138,8 @@ def _words(text: str, file_name: bool = False) -> list[str]:
     text = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # camelCase
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", text)  # HTTPServer -> HTTP Server
     text = re.sub(r"(\d)([A-Za-z])|([A-Za-z])(\d)", r"\1\3 \2\4", text)
-    raw = [w.strip("'") for w in re.split(r"[^A-Za-z0-9']+", text.lower())]
-    raw = [w for w in raw if w]
     words: list[str] = []
-    for word in raw:
+    for word in (w.strip("'") for w in re.split(r"[^A-Za-z0-9']+", text.lower())):
         if word.isdigit() or len(word) == 1 or word in NOISE_WORDS:
             continue
         for w in ABBREVIATIONS.get(word, word).split():
@@ -219,20 +218,15 @@ class LabelExpert:
 
 
 # ------------------------------------------------------------------------- retrieval expert
-def default_label_bank() -> Path:
-    """The shipped AudioSet class names (527 display names, one per line)."""
-    path = ASSETS / LABEL_BANK_NAME
-    if path.is_file():
-        return path
-    raise MaaError(
-        f"the AudioSet label bank {path} is missing from the installed package; "
-        "reinstall maa or pass --caption-bank with your own captions"
-    )
-
-
 def audioset_captions(path: Path | None = None) -> list[str]:
-    """AudioSet display names as lower-case captions ("Walk, footsteps" → "walk, footsteps")."""
-    names = read_captions(path or default_label_bank(), "AudioSet label bank")
+    """AudioSet display names as lower-case captions ("Walk, footsteps" → "walk, footsteps");
+    by default the shipped bank (527 display names, one per line)."""
+    if path is None and not (path := ASSETS / LABEL_BANK_NAME).is_file():
+        raise MaaError(
+            f"the AudioSet label bank {path} is missing from the installed package; "
+            "reinstall maa or pass --caption-bank with your own captions"
+        )
+    names = read_captions(path, "AudioSet label bank")
     return unique_texts(re.sub(r",\s*etc\.?$", "", n).lower() for n in names)
 
 
@@ -241,24 +235,18 @@ class RetrievalExpert:
 
     name = "retrieval"
 
-    def __init__(self, clap: Any, bank: Sequence[str], top_k: int = 5, batch_size: int = 256):
+    def __init__(self, clap: Any, bank: Sequence[str], top_k: int = 5):
         if clap is None:
             raise MaaError("the retrieval expert needs a CLAP: pass --clap PATH|BUNDLE")
         if not bank:
             raise MaaError("the retrieval expert got an empty caption bank")
         self.clap, self.bank, self.top_k = clap, list(bank), max(1, int(top_k))
-        self.batch_size = batch_size
         self._bank_emb: torch.Tensor | None = None
 
     def bank_embeddings(self) -> torch.Tensor:
-        """``(N, D)`` text embeddings of the bank, computed once."""
+        """``(N, D)`` text embeddings of the bank, computed once (the CLAP batches them)."""
         if self._bank_emb is None:
-            with torch.inference_mode():
-                chunks = [
-                    self.clap.embed_text(self.bank[i : i + self.batch_size]).float().cpu()
-                    for i in range(0, len(self.bank), self.batch_size)
-                ]
-            self._bank_emb = torch.cat(chunks)
+            self._bank_emb = self.clap.embed_text(self.bank).float().cpu()
         return self._bank_emb
 
     def propose(self, clip: Clip) -> list[Candidate]:
@@ -266,8 +254,7 @@ class RetrievalExpert:
         if emb is None:
             if clip.wave is None:
                 raise MaaError(f"{clip.path}: the retrieval expert needs the clip's audio")
-            with torch.inference_mode():
-                emb = self.clap.embed_audio([clip.wave], clip.sample_rate)[0]
+            emb = self.clap.embed_audio([clip.wave], clip.sample_rate)[0]
         sims = self.bank_embeddings() @ emb.float().cpu()
         top = sims.topk(min(self.top_k, len(self.bank))).indices.tolist()
         return [Candidate(self.bank[j], self.name, r) for r, j in enumerate(top)]
@@ -320,8 +307,6 @@ class CaptionerExpert:
         self.sample_rate = int(getattr(extractor, "sampling_rate", 16000))
 
     def propose(self, clip: Clip) -> list[Candidate]:
-        from maa.audio import load_audio, resample
-
         if clip.wave is None:
             wave, _ = load_audio(clip.path, self.sample_rate)
         else:
@@ -343,29 +328,33 @@ class CaptionerExpert:
 
 # ---------------------------------------------------------------------------------- factory
 def build_experts(
-    specs: str | Sequence[str],
+    specs: str | Sequence[str | Expert],
     clap: Any = None,
     caption_bank: str | Path | None = None,
     top_k: int = 5,
     device: str = "cpu",
 ) -> list[Expert]:
-    """Experts from a spec such as ``"label,retrieval,captioner:/models/cap"`` (order kept)."""
-    if isinstance(specs, str):
-        specs = [s for s in specs.split(",")]
+    """Experts from a spec such as ``"label,retrieval,captioner:/models/cap"``, or from a list of
+    such specs and ready experts (order kept)."""
     experts: list[Expert] = []
-    for spec in (s.strip() for s in specs):
-        if spec == "label":
-            experts.append(LabelExpert())
-        elif spec == "retrieval":
-            bank = read_captions(caption_bank, "--caption-bank") if caption_bank else []
-            experts.append(RetrievalExpert(clap, unique_texts(bank + audioset_captions()), top_k))
-        elif spec.startswith("captioner:") and spec != "captioner:":
-            experts.append(CaptionerExpert(spec.split(":", 1)[1], top_k, device))
-        else:
-            raise MaaError(
-                f"unknown expert {spec!r}; use a comma-separated list of label, retrieval, "
-                "captioner:PATH"
-            )
+    for item in [specs] if isinstance(specs, str) else specs:
+        if not isinstance(item, str):  # a ready expert
+            experts.append(item)
+            continue
+        for spec in (s.strip() for s in item.split(",")):
+            if spec == "label":
+                experts.append(LabelExpert())
+            elif spec == "retrieval":
+                bank = read_captions(caption_bank, "--caption-bank") if caption_bank else []
+                bank = unique_texts(bank + audioset_captions())
+                experts.append(RetrievalExpert(clap, bank, top_k))
+            elif spec.startswith("captioner:") and spec != "captioner:":
+                experts.append(CaptionerExpert(spec.split(":", 1)[1], top_k, device))
+            else:
+                raise MaaError(
+                    f"unknown expert {spec!r}; use a comma-separated list of label, retrieval, "
+                    "captioner:PATH"
+                )
     if not experts:
         raise MaaError("no experts given; pass --experts label,retrieval,captioner:PATH")
     return experts

@@ -16,13 +16,14 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from maa.audio import write_audio
 from maa.captions import read_captions
-from maa.errors import MaaError
+from maa.errors import MaaError, ensure_free_space
 from maa.generate import (
     OUT_OF_DOMAIN_COSINE,
     Generator,
@@ -31,7 +32,7 @@ from maa.generate import (
     check_prompts,
     save_spectrogram_png,
 )
-from maa.manifest import write_manifest
+from maa.manifest import read_manifest, write_manifest
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MANIFEST_NAME = "generated.parquet"
@@ -55,6 +56,7 @@ def generate(
     vocoder: str | None = None,
     clap: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
+    reuse_seed: bool = False,
 ) -> pd.DataFrame:
     """Generate ``prompt`` into ``output``, or every prompt of the file ``prompts`` into
     ``out_dir`` plus ``generated.parquet``, with ``bundle`` (default: the shipped one); ``png``
@@ -89,23 +91,83 @@ def generate(
     how = {k: getattr(settings, k) for k in ("steps", "guidance", "sampler", "candidates")}
     if settings.negative_prompt:
         how["negative_prompt"] = settings.negative_prompt
-    rows = []
-    for i in range(0, len(texts), PROMPTS_PER_CALL):
-        clips = gen.sample(texts[i : i + PROMPTS_PER_CALL], settings, seed_offset=i)
-        for name, clip in zip(names[i : i + PROMPTS_PER_CALL], clips, strict=True):
-            path = folder / name
+    manifest = folder / MANIFEST_NAME
+    if batch and reuse_seed and (earlier := _earlier_seed(manifest, names)) is not None:
+        settings = replace(settings, seed=earlier)
+    rows = _finished(manifest, names, texts, settings, how) if batch else {}
+    pending = [i for i in range(len(texts)) if i not in rows]
+    if rows:
+        log(f"resuming: {len(rows)} of {len(texts)} clip(s) already in {manifest}")
+    sr = gen.mel.sample_rate
+    per_clip = int(settings.duration * sr) * 2 + 44 + (200_000 if png else 0)  # PCM16 + header
+    ensure_free_space(folder, per_clip * len(pending), f"{len(pending)} generated clip(s)")
+    for run in _runs(pending, PROMPTS_PER_CALL):
+        clips = gen.sample([texts[i] for i in run], settings, seed_offset=run[0])
+        for i, clip in zip(run, clips, strict=True):
+            path = folder / names[i]
             write_audio(path, clip.wave, clip.sr)
             if png:
                 save_spectrogram_png(path.with_suffix(".png"), clip.mel, gen.mel)
-            rows.append({
-                "audio_path": name, "caption": clip.prompt, "duration": clip.wave.numel() / clip.sr,
-                "sample_rate": clip.sr, "source": "maa generate", "split": "test",
-                "seed": clip.seed, "clap_score": clip.clap_score, **how,
-            })  # fmt: skip
-    df = pd.DataFrame(rows)
-    if batch:
-        write_manifest(df, folder / MANIFEST_NAME)
-    return df
+            rows[i] = {
+                "audio_path": names[i], "caption": clip.prompt,
+                "duration": clip.wave.numel() / clip.sr, "sample_rate": clip.sr,
+                "source": "maa generate", "split": "test", "seed": clip.seed,
+                "clap_score": clip.clap_score, **how,
+            }  # fmt: skip
+        if batch:  # a record after every call: an interrupted run resumes from here
+            write_manifest(pd.DataFrame([rows[i] for i in sorted(rows)]), manifest)
+    return pd.DataFrame([rows[i] for i in sorted(rows)])
+
+
+def _runs(indices: list[int], size: int) -> list[list[int]]:
+    """Consecutive indices in runs of at most ``size`` (a prompt's seed follows its index)."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1 and len(runs[-1]) < size:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _earlier_seed(manifest: Path, names: list[str]) -> int | None:
+    """The base seed of an earlier batch run into the same folder (its row ``i`` has seed
+    ``base + i``), or None."""
+    try:
+        old = read_manifest(manifest, validate_schema=False) if manifest.is_file() else None
+    except MaaError:
+        return None
+    index = {n: i for i, n in enumerate(names)}
+    for name, seed in zip(old["audio_path"], old["seed"], strict=True) if old is not None else ():
+        if name in index:
+            return int(seed) - index[name]
+    return None
+
+
+def _finished(
+    manifest: Path, names: list[str], texts: list[str], settings: SamplingSettings, how: dict
+) -> dict[int, dict]:
+    """Rows of an earlier run into the same folder that this run would write identically (same
+    file name, prompt, seed, duration and settings, and the audio file still there), by index."""
+    if not manifest.is_file():
+        return {}
+    try:
+        old = read_manifest(manifest, validate_schema=False)
+    except MaaError:
+        return {}  # unreadable: regenerate everything, the manifest is rewritten
+    found = {}
+    by_name = {n: i for i, n in enumerate(names)}
+    for row in old.to_dict("records"):
+        i = by_name.get(row.get("audio_path"))
+        if i is None or row.get("caption") != texts[i] or row.get("seed") != settings.seed + i:
+            continue
+        negative = row.get("negative_prompt")
+        same = all(row.get(k) == v for k, v in how.items())
+        same = same and (settings.negative_prompt or not isinstance(negative, str) or not negative)
+        same = same and abs(float(row.get("duration", -1)) - settings.duration) < 0.05
+        if same and (manifest.parent / names[i]).is_file():
+            found[i] = row
+    return found
 
 
 def out_of_domain_note(

@@ -25,7 +25,9 @@ from torch import nn
 
 from maa.bundle import Bundle
 from maa.data import AudioClips
+from maa.device import resolve_device
 from maa.errors import MaaError
+from maa.generate import Generator, mel_image
 from maa.manifest import read_manifest, select_split
 from maa.mel import MelSpectrogram
 from maa.models.unet import NoiseSchedule, UNetConfig, build_unet, get_unet_config
@@ -39,9 +41,11 @@ from maa.stages.ldm_data import (
     fingerprint,
     load_or_build_cache,
     pad_tokens,
+    unpad_tokens,
 )
 from maa.text import TextEncoder, load_text_encoder
 from maa.trainer import StepContext, TrainConfig, TrainSummary, lr_warmup, state_dir, train
+from maa.vocoder import resolve_vocoder_for
 
 __all__ = ["LDMConfig", "LDMTask", "LdmTrainSummary", "encode_waves", "train_ldm"]
 DEFAULT_LR = {"tiny": 1e-3, "default": 1e-4, "paper": 1e-5}
@@ -80,8 +84,7 @@ class LDMTask:
         self.cfg, self.unet_cfg, self.schedule = cfg, unet_cfg, schedule
         self.cache, self.clips, self.bundle = cache, clips, bundle
         self.vae, self.encoder, self.seed = vae, encoder, seed
-        self.val_captions = val_captions
-        self.reprogrammer = reprogrammer
+        self.val_captions, self.reprogrammer = val_captions, reprogrammer
         self.ddpm = schedule.ddpm()
         self.melspec = MelSpectrogram(bundle.mel)
         self._vocoder = None
@@ -106,15 +109,8 @@ class LDMTask:
         return {"unet": opt}, {"unet": lr_warmup(opt, self.cfg.warmup)}
 
     def dataset(self) -> LatentDataset:
-        return LatentDataset(
-            self.cache,
-            self.clips,
-            self.cfg,
-            self.bundle.mel,
-            self.seed,
-            self.schedule.num_train_timesteps,
-            self.reprogrammer,
-        )
+        return LatentDataset(self.cache, self.clips, self.cfg, self.bundle.mel, self.seed,
+                             self.schedule.num_train_timesteps, self.reprogrammer)  # fmt: skip
 
     def ema_module(self) -> str | None:
         return "unet"
@@ -135,9 +131,9 @@ class LDMTask:
         if not wanted:
             return
         emb = self.encoder.encode([captions[i] for i in wanted])
-        rows = [t[m.bool()] for t, m in zip(batch["tokens"], batch["mask"], strict=True)]
-        for j, i in enumerate(wanted):
-            rows[i] = emb.tokens[j][emb.mask[j].bool()].to(batch["tokens"].dtype)
+        rows = unpad_tokens(batch["tokens"], batch["mask"])
+        for i, row in zip(wanted, unpad_tokens(emb.tokens, emb.mask), strict=True):
+            rows[i] = row.to(batch["tokens"].dtype)
         tokens, mask = pad_tokens(rows)
         batch["tokens"], batch["mask"] = tokens.to(device), mask.to(device)
 
@@ -165,21 +161,14 @@ class LDMTask:
         """Generate the validation prompts and log audio and spectrograms to TensorBoard."""
         if not self.val_captions or writer is None:
             return {}
-        from maa.generate import Generator, mel_image
-
         unet = modules["unet"]
         device = next(unet.parameters()).device
-        gen = Generator(
-            unet=unet,
-            vae=self.vae.to(device),
-            text_encoder=self.encoder.to(device),
-            vocoder=self._get_vocoder(device),
-            mel=self.bundle.mel,
-            schedule=self.schedule,
-            scale_factor=self.cache.scale_factor,
-            device=device,
-        )
-        seconds = self.bundle.mel.samples_for(self.cfg.crop_frames) / self.bundle.mel.sample_rate
+        if self._vocoder is None:
+            self._vocoder = resolve_vocoder_for(self.bundle, device=str(device))
+        mel = self.bundle.mel
+        gen = Generator(unet, self.vae.to(device), self.encoder.to(device), self._vocoder, mel,
+                        self.schedule, self.cache.scale_factor, device)  # fmt: skip
+        seconds = mel.samples_for(self.cfg.crop_frames) / mel.sample_rate
         outs = gen.generate(
             self.val_captions, duration=seconds, steps=self.cfg.val_steps, seed=0, normalize=False
         )
@@ -190,13 +179,6 @@ class LDMTask:
             writer.add_text(f"valid/prompt_{i}", out.prompt, step)
             rms.append(float(out.wave.pow(2).mean().sqrt()))
         return {"gen_rms": sum(rms) / len(rms)}
-
-    def _get_vocoder(self, device):
-        if self._vocoder is None:
-            from maa.vocoder import resolve_vocoder_for
-
-            self._vocoder = resolve_vocoder_for(self.bundle, device=str(device))
-        return self._vocoder
 
     def export(self, modules, step: int) -> None:
         ref, enc_cfg = self.encoder.reference()
@@ -305,8 +287,6 @@ def train_ldm(
     if train_cfg.val_every and cfg.val_prompts:
         valid = df[df["split"] == "valid"] if "valid" in set(df["split"]) else df
         val_captions = [c for c in dict.fromkeys(valid["caption"]) if c.strip()][: cfg.val_prompts]
-    from maa.device import resolve_device
-
     device = resolve_device(train_cfg.device)
     vae = load_vae(bundle, device)
     encoder = load_text_encoder(cfg.text_encoder, device)

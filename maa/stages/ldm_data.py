@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 
 from maa.audio import fix_length, random_crop
 from maa.config import Config
 from maa.data import AudioClips
-from maa.fsutil import atomic_path
+from maa.fsutil import atomic_path, is_main_process
 from maa.mel import MelPreset, MelSpectrogram, pad_frames
 from maa.models.vae import SpectrogramVAE
 from maa.text import TextEncoder
@@ -77,14 +78,6 @@ class LatentCache:
     uncond: torch.Tensor  # (L0, D) float16, the encoding of ""
     scale_factor: float
 
-    def to_state(self) -> dict[str, Any]:
-        return {"version": CACHE_VERSION, **asdict(self)}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> LatentCache:
-        state = {k: v for k, v in state.items() if k != "version"}
-        return cls(**state)
-
 
 def fingerprint(
     vae_file: Path, encoder: TextEncoder, mel: MelPreset, clips: AudioClips, cfg: LDMConfig
@@ -130,57 +123,51 @@ def build_cache(
     tokens: list[torch.Tensor] = []
     for i in range(0, len(captions), 64):
         emb = encoder.encode(captions[i : i + 64])
-        for row, mask in zip(emb.tokens, emb.mask, strict=True):
-            tokens.append(row[mask.bool()].half().cpu())
+        tokens += [row.half().cpu() for row in unpad_tokens(emb.tokens, emb.mask)]
     uncond = encoder.encode([""])
-    uncond_tokens = uncond.tokens[0][uncond.mask[0].bool()].half().cpu()
+    uncond_tokens = unpad_tokens(uncond.tokens, uncond.mask)[0].half().cpu()
     # scale_factor = 1/std of posterior samples (the paper uses the first batch; all clips
     # give the same estimate with less variance), drawn with a fixed generator
     g = torch.Generator().manual_seed(0)
     samples = torch.cat([(m + s * torch.randn(m.shape, generator=g)).flatten() for m, s in
                          zip(means, stds, strict=True)])  # fmt: skip
     scale = 1.0 / max(float(samples.std()), 1e-6)
-    return LatentCache(
-        fp,
-        means,
-        stds,
-        [index[c] for c in clips.captions],
-        captions,
-        tokens,
-        uncond_tokens,
-        scale,
-    )
+    caption_ids = [index[c] for c in clips.captions]
+    return LatentCache(fp, means, stds, caption_ids, captions, tokens, uncond_tokens, scale)
 
 
 def load_or_build_cache(cache_dir: Path, fp: str, build) -> tuple[LatentCache, bool]:
-    """The cache file for ``fp`` if present, else ``build()`` written atomically (old ones go)."""
+    """The cache file for ``fp`` if present, else ``build()`` written atomically (old ones go);
+    in a multi-process run only rank 0 writes it (the others build the same cache in memory)."""
     path = cache_dir / f"latents-{fp}.pt"
     if path.is_file():
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             if state.get("version") == CACHE_VERSION and state.get("fingerprint") == fp:
-                return LatentCache.from_state(state), True
+                return LatentCache(**{k: v for k, v in state.items() if k != "version"}), True
         except (RuntimeError, OSError, EOFError) as exc:
             log.warning("ignoring unreadable latent cache %s (%s)", path, exc)
     cache = build()
+    if not is_main_process():
+        return cache, False
     cache_dir.mkdir(parents=True, exist_ok=True)
     for old in cache_dir.glob("latents-*.pt"):
         if old != path:
             old.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
-        torch.save(cache.to_state(), tmp)
+        torch.save({"version": CACHE_VERSION, **asdict(cache)}, tmp)
     return cache, False
 
 
 def pad_tokens(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Token sequences ``[(L_i, D)]`` → padded ``(B, L, D)`` and mask ``(B, L)`` (1 = token)."""
-    length = max(r.shape[0] for r in rows)
-    tokens = rows[0].new_zeros(len(rows), length, rows[0].shape[1])
-    mask = torch.zeros(len(rows), length, dtype=torch.long)
-    for i, r in enumerate(rows):
-        tokens[i, : r.shape[0]] = r
-        mask[i, : r.shape[0]] = 1
-    return tokens, mask
+    mask = pad_sequence([torch.ones(r.shape[0], dtype=torch.long) for r in rows], batch_first=True)
+    return pad_sequence(rows, batch_first=True), mask
+
+
+def unpad_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Inverse of :func:`pad_tokens`: ``(B, L, D)`` and mask ``(B, L)`` → ``[(L_i, D)]``."""
+    return [row[m.bool()] for row, m in zip(tokens, mask, strict=True)]
 
 
 # -- data -------------------------------------------------------------------------------------

@@ -25,11 +25,9 @@ def assign_split(key: str, valid_fraction: float, test_fraction: float) -> str:
     if not 0 <= valid_fraction + test_fraction < 1:
         raise MaaError("--valid-fraction + --test-fraction must be in [0, 1)")
     u = int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-    if u < test_fraction:
-        return "test"
-    if u < test_fraction + valid_fraction:
-        return "valid"
-    return "train"
+    return (
+        "test" if u < test_fraction else "valid" if u < test_fraction + valid_fraction else "train"
+    )
 
 
 def _rows(
@@ -53,14 +51,14 @@ def _rows(
             "split": "",
             **fields,
         }
-        if fields.get("duration") in (None, "") or pd.isna(fields.get("duration")):
+        row["caption"] = " ".join(str(row["caption"]).split())
+        if pd.isna(row["duration"]):  # not in the imported list, or not a number there
             row["duration"] = info.duration
         if not row["split"]:
             row["split"] = assign_split(rel, valid, test)
         rows.append(row)
     df = pd.DataFrame(rows, columns=None if rows else list(REQUIRED))
-    fail = pd.DataFrame(failures, columns=["audio_path", "error"])
-    return coerce(df), fail
+    return coerce(df), pd.DataFrame(failures, columns=["audio_path", "error"])
 
 
 def scan(
@@ -131,7 +129,7 @@ def _official_items(path, table, audio_dir, split, source):
     root = Path(audio_dir) if audio_dir else path.parent
     for _, r in table.iterrows():
         fields = {
-            "caption": " ".join(r["caption"].split()),
+            "caption": r["caption"],
             "source": source or r.get("dataset", "") or path.stem,
             "split": split,
             "duration": pd.to_numeric(r.get("duration", ""), errors="coerce"),
@@ -140,14 +138,12 @@ def _official_items(path, table, audio_dir, split, source):
 
 
 def _audiocaps_items(table, audio_dir: Path, split, source):
-    index: dict[str, Path] = {}
-    for p in find_audio_files(audio_dir):
-        index.setdefault(p.stem, p)
+    index = {p.stem: p for p in reversed(find_audio_files(audio_dir))}  # first file of a stem
     for _, r in table.iterrows():
         ids = [r.get("youtube_id", ""), "Y" + r.get("youtube_id", ""), r.get("audiocap_id", "")]
         hit = next((index[i] for i in ids if i and i in index), None)
         where = hit or audio_dir / f"{r.get('youtube_id') or r.get('audiocap_id')}.wav"
-        yield where, {"caption": " ".join(r["caption"].split()), "source": source, "split": split}
+        yield where, {"caption": r["caption"], "source": source, "split": split}
 
 
 def _audiocraft_items(path: Path, split, source):
@@ -162,14 +158,9 @@ def _audiocraft_items(path: Path, split, source):
                 raise ManifestError(
                     f"{path}:{lineno}: expected a JSON object with a 'path' field ({exc})"
                 ) from exc
-            caption = (
-                rec.get("description") or rec.get("caption") or (sidecar_texts(audio) or [""])[0]
-            )
-            fields = {
-                "caption": " ".join(str(caption).split()),
-                "source": source or path.stem,
-                "split": split,
-            }
+            caption = rec.get("description") or rec.get("caption")
+            caption = caption or (sidecar_texts(audio) or [""])[0]
+            fields = {"caption": caption, "source": source or path.stem, "split": split}
             if rec.get("duration") is not None:
                 fields["duration"] = float(rec["duration"])
             yield audio, fields
@@ -184,9 +175,8 @@ def summarize(df: pd.DataFrame) -> dict:
         "clips": len(df),
         "hours": float(df["duration"].sum() / 3600.0),
         "duration_s": {
-            "min": float(df["duration"].min()) if len(df) else 0.0,
-            "median": float(df["duration"].median()) if len(df) else 0.0,
-            "max": float(df["duration"].max()) if len(df) else 0.0,
+            k: float(getattr(df["duration"], k)()) if len(df) else 0.0
+            for k in ("min", "median", "max")
         },
         "splits": {k: int(v) for k, v in df["split"].value_counts().sort_index().items()},
         "sources": {k: int(v) for k, v in df["source"].value_counts().head(10).items()},

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from maa.audio import load_audio, write_audio
-from maa.errors import MaaError
+from maa.errors import MaaError, check_count
 from maa.manifest import audio_paths, read_manifest, relative_to, write_manifest, write_side_table
 from maa.progress import ProgressBar
 
@@ -52,15 +52,6 @@ class Composed:
     wave: torch.Tensor
     tracks: torch.Tensor
     snr_db: float
-
-
-def template_kind(template: str) -> str:
-    """``"concat"`` or ``"mix"``; an unknown template is an error listing the known ones."""
-    if template in CONCAT_TEMPLATES:
-        return "concat"
-    if template in MIX_TEMPLATES:
-        return "mix"
-    raise MaaError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}")
 
 
 def render_caption(template: str, a: str, b: str) -> str:
@@ -96,7 +87,8 @@ def compose(
     Raises:
         ShortClipError: a part is shorter than ``min_part_seconds`` (or two cross-fades).
     """
-    kind = template_kind(template)
+    if template not in TEMPLATES:
+        raise MaaError(f"unknown template {template!r}; known: {', '.join(TEMPLATES)}")
     limit = max(1, int(max_seconds * sr))
     xf = max(0, int(crossfade_ms * sr / 1000))
     need = max(int(min_part_seconds * sr), 2 * xf + 1)
@@ -107,7 +99,7 @@ def compose(
                 f"part {name} lasts {part.numel() / sr:.3f} s; template {template!r} needs "
                 f"at least {need / sr:.3f} s"
             )
-    if kind == "concat":
+    if template in CONCAT_TEMPLATES:
         la, lb = _share(a.numel(), b.numel(), limit + xf)
         a, b = _crop(a, la, rng), _crop(b, lb, rng)
         total = la + lb - xf
@@ -218,8 +210,7 @@ class Reprogrammer:
             raise MaaError(
                 f"need 0 <= min_extra <= max_extra, got {cfg.min_extra}, {cfg.max_extra}"
             )
-        ev = events_df.copy()
-        ev["_path"] = [str(p) for p in audio_paths(events_df)]
+        ev = _with_paths(events_df)
         empty = ev["caption"].astype(str).str.strip() == ""
         short = ev["duration"].astype(float) < cfg.min_event_seconds
         composed = pd.Series(False, index=ev.index)
@@ -235,10 +226,7 @@ class Reprogrammer:
                 f"{cfg.min_event_seconds} s, {int(composed.sum())} already composed); pass a "
                 "manifest of captioned single-event clips"
             )
-        if pairs_df is not None:
-            pairs_df = pairs_df.copy()
-            pairs_df["_path"] = [str(p) for p in audio_paths(pairs_df)]
-        return cls(usable, cfg, pairs_df)
+        return cls(usable, cfg, None if pairs_df is None else _with_paths(pairs_df))
 
     def load(self, path: str) -> torch.Tensor:
         """A clip ``(T,)`` at the configured rate, cropped to ``max_seconds`` (cached)."""
@@ -309,6 +297,11 @@ class Reprogrammer:
         row = self.pairs.iloc[index]
         wave = self.load(row["_path"])
         return self.sample(wave, str(row["caption"]), generator, row["_path"], strict=strict)
+
+
+def _with_paths(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a read manifest with each row's audio file in ``_path``."""
+    return df.assign(_path=[str(p) for p in audio_paths(df)])
 
 
 def _share(la: int, lb: int, budget: int) -> tuple[int, int]:
@@ -406,24 +399,23 @@ def reprogram(
     in ``NAME.skipped.parquet`` and the rest goes on. The manifest is rewritten atomically every
     ``save_every`` items; clips are wav files ``audio_out/reprogram_<j>.wav``.
     """
+    if n is not None:
+        check_count("--n", n)
+    check_count("--min-extra", min_extra, minimum=0)
+    check_count("--max-extra", max_extra, minimum=0)
+    check_count("--save-every", save_every)
     pairs = read_manifest(manifest)
     if pairs.empty:
         raise MaaError(f"{manifest}: the manifest has no rows to reprogram")
     sr = int(sample_rate or pairs["sample_rate"].mode().iloc[0])
+    events_df = read_manifest(events)
     rp = Reprogrammer.from_manifests(
-        pairs,
-        read_manifest(events),
-        sr,
-        max_seconds,
-        max_extra,
-        min_extra=min(min_extra, max_extra),
+        pairs, events_df, sr, max_seconds, max_extra, min_extra=min(min_extra, max_extra)
     )
     out, audio_out = Path(out), Path(audio_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     audio_out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    if out.is_file():
-        rows = read_manifest(out).to_dict("records")
+    rows: list[dict] = read_manifest(out).to_dict("records") if out.is_file() else []
     done = {int(r["index"]) for r in rows}
     resumed = len(rows)
     skips: list[dict] = []

@@ -13,13 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
+from maa.audio import load_audio, require_length
 from maa.bundle import Bundle
 from maa.config import Config
 from maa.data import AudioClips, CropDataset
 from maa.errors import MaaError, choose
+from maa.fsutil import atomic_path
+from maa.generate import save_spectrogram_png
 from maa.manifest import read_manifest
 from maa.mel import MelPreset, MelSpectrogram, get_mel_preset, pad_frames
 from maa.models.discriminator import (
@@ -28,7 +33,7 @@ from maa.models.discriminator import (
     adaptive_weight,
     hinge_d_loss,
 )
-from maa.models.vae import SpectrogramVAE, VAEConfig, build_vae, get_vae_config
+from maa.models.vae import SpectrogramVAE, VAEConfig, build_vae, get_vae_config, load_vae
 from maa.trainer import StepContext, TrainConfig, TrainSummary, train
 
 
@@ -230,11 +235,6 @@ def reconstruct(
 
     Returns the log-mel L1 between input and reconstruction.
     """
-    import numpy as np
-
-    from maa.audio import load_audio
-    from maa.models.vae import load_vae
-
     out = Path(out)
     if out.suffix.lower() not in (".png", ".npy"):
         raise MaaError(f"{out}: output must be .png (spectrogram picture) or .npy (log-mel array)")
@@ -242,18 +242,16 @@ def reconstruct(
     vae = load_vae(bundle, device)
     preset = bundle.mel
     wave, _ = load_audio(audio, preset.sample_rate)
+    require_length(wave, preset.sample_rate, preset.latent_frame_samples, str(audio))
     mel = MelSpectrogram(preset).to(device)(wave.to(device))
     recon = reconstruct_mel(vae, mel, preset)
     l1 = float((recon - mel).abs().mean())
-    from maa.fsutil import atomic_path
-
     if out.suffix.lower() == ".npy":
         with atomic_path(out) as tmp, tmp.open("wb") as f:
             np.save(f, recon[0].cpu().numpy())
     else:
-        save_spectrogram_png(
-            out, [mel[0].cpu(), recon[0].cpu()], ["input", f"reconstruction (L1 {l1:.3f})"], preset
-        )
+        titles = ["input", f"reconstruction (L1 {l1:.3f})"]
+        save_spectrogram_png(out, [mel[0].cpu(), recon[0].cpu()], preset, titles)
     return {"l1": l1, "frames": int(mel.shape[-1]), "out": str(out)}
 
 
@@ -265,15 +263,12 @@ def reconstruction_report(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Per-file reconstruction L1 over a manifest split; per-file rows go to ``out`` (Parquet)."""
-    import pandas as pd
-
-    from maa.fsutil import atomic_path
-    from maa.models.vae import load_vae
-
     bundle = Bundle.open(bundle_dir)
     vae = load_vae(bundle, device)
     df = read_manifest(manifest)
-    clips = AudioClips(df, bundle.mel.sample_rate, split=split, allow_silent=True)
+    sr = bundle.mel.sample_rate
+    shortest = bundle.mel.latent_frame_samples / sr  # one latent frame; shorter files are skipped
+    clips = AudioClips(df, sr, split=split, min_seconds=shortest, allow_silent=True)
     l1 = reconstruction_l1(vae, clips.waves, bundle.mel, device)
     rows = pd.DataFrame({"audio_path": clips.paths, "rec_l1": l1})
     if out is not None:
@@ -285,37 +280,3 @@ def reconstruction_report(
         "worst": rows.nlargest(3, "rec_l1").to_dict("records"),
         "skipped": clips.failures,
     }
-
-
-def save_spectrogram_png(
-    path: str | os.PathLike[str], mels: list[torch.Tensor], titles: list[str], preset: MelPreset
-) -> None:
-    """Side-by-side log-mel pictures ``(n_mels, T)`` with a shared colour scale, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maa.fsutil import atomic_path
-
-    lo = min(float(m.min()) for m in mels)
-    hi = max(float(m.max()) for m in mels)
-    seconds = mels[0].shape[-1] * preset.hop_length / preset.sample_rate
-    fig, axes = plt.subplots(1, len(mels), figsize=(5 * len(mels), 3.2), squeeze=False)
-    for ax, mel, title in zip(axes[0], mels, titles, strict=True):
-        im = ax.imshow(
-            mel.numpy(),
-            origin="lower",
-            aspect="auto",
-            vmin=lo,
-            vmax=hi,
-            extent=(0.0, seconds, 0, preset.n_mels),
-            cmap="magma",
-        )
-        ax.set_title(title)
-        ax.set_xlabel("seconds")
-        ax.set_ylabel("mel bin")
-    fig.colorbar(im, ax=axes[0].tolist(), label=f"log-mel ({preset.log})")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -16,13 +16,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from maa.bundle import Bundle
+from maa.audio import load_audio, require_length, write_audio
+from maa.bundle import Bundle, load_strict
 from maa.config import Config
+from maa.data import AudioClips, CropDataset
 from maa.errors import MaaError
+from maa.manifest import read_manifest
 from maa.mel import MelPreset, MelSpectrogram, get_mel_preset
 from maa.models.hifigan import (
     Discriminators,
@@ -37,6 +41,7 @@ from maa.models.hifigan import (
     load_universal,
 )
 from maa.trainer import StepContext, TrainConfig, TrainSummary, lr_exponential, train
+from maa.vocoder import load_vocoder
 
 
 # -- vocode -----------------------------------------------------------------------------------
@@ -54,11 +59,6 @@ def vocode(
     mean absolute log-mel difference between input and output (``logmel_l1``), the audio length
     in seconds and the vocoder's speed in × real time.
     """
-    import numpy as np
-
-    from maa.audio import load_audio, write_audio
-    from maa.vocoder import load_vocoder
-
     in_path, out_path = Path(in_path), Path(out_path)
     preset = _preset_for(vocoder_spec, mel)
     voc = load_vocoder(vocoder_spec, preset, device, dtype=dtype)
@@ -80,6 +80,7 @@ def vocode(
             )
     else:
         wave, _ = load_audio(in_path, preset.sample_rate)
+        require_length(wave, preset.sample_rate, preset.latent_frame_samples, str(in_path))
         logmel = mel_fn(wave)[0]
     t0 = time.perf_counter()
     out = voc(logmel)  # (T * hop,)
@@ -147,13 +148,8 @@ class VocoderTask:
         bundle: Bundle,
         preset: str,
     ) -> None:
-        self._dataset = dataset
-        self.valid = valid
-        self.model = model
-        self.settings = settings
-        self.bundle = bundle
-        self.preset = preset
-        self.mel = model.mel_preset
+        self._dataset, self.valid, self.model, self.settings = dataset, valid, model, settings
+        self.bundle, self.preset, self.mel = bundle, preset, model.mel_preset
         self.mel_fn = MelSpectrogram(self.mel)
         # HiFi-GAN's loss mel covers the full band (fmax_for_loss = None)
         self.loss_mel_fn = MelSpectrogram(replace(self.mel, f_max=self.mel.sample_rate / 2))
@@ -166,12 +162,11 @@ class VocoderTask:
         }
 
     def modules(self) -> dict[str, nn.Module]:
+        # train_vocoder has checked init: None or "default"
         if self.settings.init == "default":
             generator = load_universal(self.model).requires_grad_(True)
-        elif self.settings.init is None:
-            generator = build_generator(self.model)
         else:
-            raise MaaError(f"--init {self.settings.init!r}: only 'default' (universal) is known")
+            generator = build_generator(self.model)
         return {"generator": add_weight_norm(generator), "disc": Discriminators(self.model)}
 
     def build_optimizers(self, modules: dict[str, nn.Module], cfg: TrainConfig):
@@ -238,8 +233,6 @@ class VocoderTask:
         return {"mel_l1": sum(losses) / len(losses)}
 
     def export(self, modules: dict[str, nn.Module], step: int) -> None:
-        from maa.bundle import load_strict
-
         generator = build_generator(self.model)
         load_strict(generator, folded_state_dict(modules["generator"]), "trained generator")
         self.bundle.save_module(
@@ -268,9 +261,6 @@ def train_vocoder(
     Writes the ``vocoder`` component into bundle folder ``out`` (training state in
     ``out/train/vocoder``). Unusable files are skipped and listed in the summary's ``skipped``.
     """
-    from maa.data import AudioClips, CropDataset
-    from maa.manifest import read_manifest
-
     model = get_hifigan_config(preset, mel)
     settings = VocoderTrainSettings(init=init).override(segment_frames=segment_frames, lr=lr)
     if settings.segment_frames < 4:

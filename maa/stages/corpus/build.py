@@ -191,9 +191,10 @@ def _convert_package(
     with log_path.open("a", encoding="utf-8") as journal:
         for item in items:
             fp = _fingerprint(item, seed, clip_seconds, sr)
-            entry = done.get(item.key)
-            if entry is not None and entry.get("fp") == fp and _files_exist(entry, out_dir):
-                rows.extend(entry.get("rows", []))
+            entry = done.get(item.key, {})
+            old = entry.get("rows", [])
+            if entry.get("fp") == fp and all((out_dir / r["audio_path"]).is_file() for r in old):
+                rows.extend(old)
                 if entry.get("error"):
                     report.failures.append((f"{package}:{item.key}", entry["error"]))
                 continue
@@ -217,10 +218,6 @@ def _convert_package(
     log(f"{package}: {len(rows)} clips ({todo} recordings converted now, "
         f"{len(items) - todo} reused)")  # fmt: skip
     return rows
-
-
-def _files_exist(entry: dict[str, Any], out_dir: Path) -> bool:
-    return all((out_dir / r["audio_path"]).is_file() for r in entry.get("rows", []))
 
 
 def _convert_item(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +26,13 @@ from maa.errors import MaaError
 from maa.system import ASSETS
 
 COLUMNS = ("package", "pattern", "category", "captions", "license", "options")
-INT_OPTIONS = ("max_files", "max_windows", "program", "bank", "phrases")
-FLOAT_OPTIONS = ("hold",)
-LIST_OPTIONS = ("keys",)
+OPTION_TYPES: dict[str, Callable[[str], object]] = {  # option name -> parser of its value
+    **dict.fromkeys(("max_files", "max_windows", "program", "bank", "phrases"), int),
+    "hold": float,
+    "keys": lambda v: tuple(int(k) for k in v.split(",") if k),
+}
 SKIP = "skip"
-
-
-def default_rules_path() -> Path:
-    """The shipped rules file, ``maa/assets/corpus_rules.tsv`` (package data)."""
-    return ASSETS / "corpus_rules.tsv"
+DEFAULT_RULES = ASSETS / "corpus_rules.tsv"  # the shipped rules file (package data)
 
 
 @dataclass(frozen=True)
@@ -111,16 +110,11 @@ def _parse_options(text: str, where: str) -> dict[str, object]:
     options: dict[str, object] = {}
     for token in text.split():
         key, sep, value = token.partition("=")
+        if key not in OPTION_TYPES or not sep:
+            known = ", ".join(OPTION_TYPES)
+            raise MaaError(f"{where}: unknown option {token!r}; known: {known} (key=value)")
         try:
-            if key in INT_OPTIONS and sep:
-                options[key] = int(value)
-            elif key in FLOAT_OPTIONS and sep:
-                options[key] = float(value)
-            elif key in LIST_OPTIONS and sep:
-                options[key] = tuple(int(v) for v in value.split(",") if v)
-            else:
-                known = ", ".join(INT_OPTIONS + FLOAT_OPTIONS + LIST_OPTIONS)
-                raise MaaError(f"{where}: unknown option {token!r}; known: {known} (key=value)")
+            options[key] = OPTION_TYPES[key](value)
         except ValueError:
             raise MaaError(f"{where}: option {token!r} needs a number") from None
     return options
@@ -128,7 +122,7 @@ def _parse_options(text: str, where: str) -> dict[str, object]:
 
 def parse_rules(path: str | Path | None = None) -> list[Rule]:
     """Read and check a rules file; errors name the file, line and column."""
-    path = Path(path) if path is not None else default_rules_path()
+    path = Path(path) if path is not None else DEFAULT_RULES
     if not path.is_file():
         raise MaaError(f"{path}: no such rules file; pass --rules with a TSV like {COLUMNS}")
     rules: list[Rule] = []
@@ -185,9 +179,8 @@ class RuleSet:
 
     def wants_file(self, package: str, path: str) -> bool:
         """Whether any rule of ``package`` needs ``path`` (a file or an archive) unpacked."""
-        path = norm_path(path)
         return any(
-            self._outer[id(r)].match(path) and r.category != SKIP for r in self.for_package(package)
+            r.category != SKIP and self.match_outer(r, path) for r in self.for_package(package)
         )
 
     def match_outer(self, rule: Rule, path: str) -> bool:
@@ -196,15 +189,11 @@ class RuleSet:
 
     def match(self, package: str, path: str, member: str | None = None) -> Rule | None:
         """The first rule of ``package`` matching ``path`` (and ``member`` inside an archive)."""
-        path = norm_path(path)
         for rule in self.for_package(package):
-            if not self._outer[id(rule)].match(path):
+            if (rule.member is None) != (member is None) or not self.match_outer(rule, path):
                 continue
-            if (rule.member is None) != (member is None):
-                continue
-            if member is not None and not self._member[id(rule)].match(member):
-                continue
-            return rule
+            if member is None or self._member[id(rule)].match(member):
+                return rule
         return None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from maa.errors import MaaError, ManifestError
+from maa.errors import MaaError, ManifestError, check_count
 from maa.manifest import audio_paths, read_manifest, relative_to, write_manifest
 
 
@@ -36,7 +36,7 @@ def slice_corpus(
 ) -> SliceReport:
     """Copy a balanced slice of ``manifest`` (a ``maa corpus`` manifest) into ``out``."""
     if per_category < 1:
-        raise MaaError(f"--per-category must be at least 1, got {per_category}")
+        check_count("--per-category", per_category)
     df = read_manifest(manifest)
     if "category" not in df.columns:
         raise ManifestError(f"{manifest}: no 'category' column; is this a `maa corpus` manifest?")

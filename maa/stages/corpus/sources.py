@@ -9,6 +9,7 @@ gzip/xz/bzip2-compressed), so a 1.4 GB game package costs only its sound files o
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -67,20 +68,16 @@ def apt_download(package: str, dest: Path) -> Path:
 
 def _ar_data_member(deb: Path) -> tuple[str, IO[bytes]]:
     """Read a .deb's ``ar`` archive without dpkg-deb; returns (name, stream) of data.tar.*."""
-    f = deb.open("rb")
-    if f.read(8) != b"!<arch>\n":
-        f.close()
-        raise PackageUnavailable(f"{deb}: not a Debian package (no ar header)")
-    while True:
-        header = f.read(60)
-        if len(header) < 60:
-            f.close()
-            raise PackageUnavailable(f"{deb}: no data.tar member found")
-        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
-        if name.startswith("data.tar"):
-            return name, io.BytesIO(f.read(size))
-        f.seek(size + (size % 2), 1)
+    with deb.open("rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            raise PackageUnavailable(f"{deb}: not a Debian package (no ar header)")
+        while len(header := f.read(60)) == 60:
+            name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip())
+            if name.startswith("data.tar"):
+                return name, io.BytesIO(f.read(size))
+            f.seek(size + (size % 2), 1)
+    raise PackageUnavailable(f"{deb}: no data.tar member found")
 
 
 def _tar_stream(deb: Path) -> tuple[tarfile.TarFile, subprocess.Popen[bytes] | None]:
@@ -113,12 +110,9 @@ def unpack(
     patterns = sorted({r.outer for r in rules.for_package(package)})
     stamp = {"deb": deb.name, "size": deb.stat().st_size, "patterns": patterns}
     marker = dest / UNPACKED_MARKER
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text(encoding="utf-8")) == stamp:
-                return dest
-        except ValueError:
-            pass
+    with contextlib.suppress(OSError, ValueError):  # no marker yet, or an unreadable one
+        if json.loads(marker.read_text(encoding="utf-8")) == stamp:
+            return dest
     log(f"{package}: unpacking the files the rules select from {deb.name}")
     tmp = dest.with_name(f".{dest.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
