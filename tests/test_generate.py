@@ -17,9 +17,10 @@ from maa.errors import MaaError
 from maa.generate import Generator, SamplingSettings, loudness_normalize
 from maa.manifest import read_manifest
 from maa.mel import get_mel_preset
-from maa.models.unet import NoiseSchedule, build_unet, get_unet_config
-from maa.models.vae import VAE_PRESETS, build_vae
+from maa.models.unet import build_unet, get_unet_config
+from maa.models.vae import VAE_PRESETS
 from maa.stages.generate import generate, out_of_domain_note, slugify, unique_names
+from maa.testing import tiny_bundle
 
 MEL = get_mel_preset("default")
 
@@ -27,26 +28,7 @@ MEL = get_mel_preset("default")
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
     """A bundle with a tiny VAE, a tiny U-Net (random weights), MiniLM and a tiny CLAP."""
-    from maa.models.clap import Clap, get_clap_config
-    from maa.text import load_text_encoder
-
-    root = tmp_path_factory.mktemp("gen") / "bundle"
-    torch.manual_seed(0)
-    bundle = Bundle.create(root, MEL)
-    vae_cfg = VAE_PRESETS["tiny"]
-    bundle.save_module("vae", build_vae(vae_cfg), "vae", vae_cfg.to_dict())
-    ref, enc_cfg = load_text_encoder("minilm").reference()
-    bundle.set_reference("text_encoder", "text_encoder", ref, enc_cfg)
-    unet_cfg = get_unet_config("tiny").with_text_width(384)
-    cats = {
-        "rain": {"clips": 3, "captions": ["rain falling steadily", "heavy rain"]},
-        "dog": {"clips": 2, "captions": ["a dog barking"]},
-    }
-    extra = {"scale_factor": 0.8, "schedule": NoiseSchedule().to_dict(), "categories": cats}
-    bundle.save_module("unet", build_unet(unet_cfg), "unet", unet_cfg.to_dict(), extra)
-    clap_cfg = get_clap_config("tiny")
-    bundle.save_module("clap", Clap(clap_cfg), "clap", clap_cfg.to_dict())
-    return root
+    return tiny_bundle(tmp_path_factory.mktemp("gen") / "bundle")
 
 
 @pytest.fixture(scope="module")

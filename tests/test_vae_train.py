@@ -176,3 +176,21 @@ def test_cli_end_to_end(clip_dir, tmp_path):
     if not torch.cuda.is_available():
         res = runner.invoke(app, [*args[:-2], "--device", "cuda", "--out", str(tmp_path / "c")])
         assert res.exit_code == 2 and "no CUDA GPU" in res.output
+
+
+def test_latent_channels_option_reaches_the_bundle(clip_manifest, tmp_path):
+    from typer.testing import CliRunner
+
+    from maa.bundle import Bundle
+    from maa.cli.app import app
+
+    args = ["train-vae", "--manifest", str(clip_manifest), "--preset", "tiny", "--max-steps",
+            "1", "--batch-size", "2", "--crop-frames", "16", "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "z8"), "--latent-channels", "8"])
+    assert res.exit_code == 0, res.output
+    assert Bundle.open(tmp_path / "z8").config("vae")["latent_channels"] == 8
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "z0"), "--latent-channels", "0"])
+    assert (
+        res.exit_code == 2 and "--latent-channels must be a whole number from 1 to 64" in res.output
+    )
+    assert not (tmp_path / "z0").exists()

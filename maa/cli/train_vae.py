@@ -20,6 +20,9 @@ def train_vae_cmd(
     crop_frames: int = typer.Option(None, help="Training crop in mel frames (multiple of 8)."),
     lr: float = typer.Option(None, help="Learning rate (default: the preset's)."),
     disc_start: int = typer.Option(None, help="Step at which the discriminator switches on."),
+    latent_channels: int = typer.Option(
+        None, help="Latent channels (default: the preset's 4; AudioLDM uses 8)."
+    ),
     precision: str = opt.PRECISION,
     ema: float = opt.EMA_DECAY,
     ckpt_every: int = opt.CKPT_EVERY,
@@ -36,5 +39,6 @@ def train_vae_cmd(
         ema=ema, ckpt_every=ckpt_every, val_every=val_every, seed=seed, device=device,
     )  # fmt: skip
     summary = train_vae(manifest, out, preset=preset, train_cfg=cfg, resume=resume,
-                        crop_frames=crop_frames, lr=lr, disc_start=disc_start)  # fmt: skip
+                        crop_frames=crop_frames, lr=lr, disc_start=disc_start,
+                        latent_channels=latent_channels)  # fmt: skip
     print_summary(summary, "vae", out)

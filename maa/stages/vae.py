@@ -22,7 +22,7 @@ from maa.audio import load_audio, require_length
 from maa.bundle import Bundle
 from maa.config import Config
 from maa.data import AudioClips, CropDataset
-from maa.errors import MaaError, choose
+from maa.errors import MaaError, check_count, choose
 from maa.fsutil import atomic_path
 from maa.generate import save_spectrogram_png
 from maa.manifest import read_manifest
@@ -208,11 +208,17 @@ def train_vae(
     crop_frames: int | None = None,
     lr: float | None = None,
     disc_start: int | None = None,
+    latent_channels: int | None = None,
 ) -> TrainSummary:
-    """Train (or resume) the VAE on a manifest's train split; writes ``vae`` into bundle ``out``."""
+    """Train (or resume) the VAE on a manifest's train split; writes ``vae`` into bundle ``out``.
+
+    ``latent_channels`` overrides the preset's (4; AudioLDM uses 8): more detail survives the
+    autoencoder at the same ×8 downsampling, for a U-Net whose cost barely changes."""
     overrides = {"crop_frames": crop_frames, "lr": lr, "disc_start": disc_start}
     loss_cfg = get_train_preset(preset).override(**overrides)
-    vae_cfg = get_vae_config(preset)
+    if latent_channels is not None:
+        check_count("--latent-channels", latent_channels, 1, 64)
+    vae_cfg = get_vae_config(preset).override(latent_channels=latent_channels)
     mel = get_mel_preset(loss_cfg.mel)
     df = read_manifest(manifest)
     clips = AudioClips(df, mel.sample_rate, split="train")
