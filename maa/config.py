@@ -54,6 +54,8 @@ def _restore(tp: Any, value: Any) -> Any:
     """JSON ``value`` as field type ``tp``: lists become tuples (``tuple[X, ...]`` or fixed)."""
     if typing.get_origin(tp) is tuple and isinstance(value, (list, tuple)):
         args = typing.get_args(tp)
-        kinds = args[:1] * len(value) if args[-1:] == (...,) else args + (Any,) * len(value)
-        return tuple(_restore(k, v) for k, v in zip(kinds, value, strict=False))
+        kinds = args[:1] * len(value) if args[-1:] == (...,) else args
+        if len(kinds) != len(value):  # a fixed-size tuple field with too few or too many items
+            raise TypeError(f"expected {len(kinds)} values for a {tp}, got {len(value)}")
+        return tuple(_restore(k, v) for k, v in zip(kinds, value, strict=True))
     return bool(value) if tp is bool else value
