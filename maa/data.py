@@ -40,8 +40,11 @@ class AudioClips:
         self.waves: list[torch.Tensor] = []
         self.captions: list[str] = []
         self.paths: list[str] = []
+        # the manifest's ``category`` per usable clip ("" where it has none): for balancing
+        self.categories: list[str] = []
         self.failures: list[tuple[str, str]] = []
-        for path, caption in zip(audio_paths(df), df["caption"], strict=True):
+        cats = df["category"].fillna("") if "category" in df.columns else [""] * len(df)
+        for path, caption, cat in zip(audio_paths(df), df["caption"], cats, strict=True):
             try:
                 wave, _ = load_audio(path, sample_rate, allow_silent=allow_silent)
             except AudioError as exc:
@@ -55,6 +58,7 @@ class AudioClips:
             self.waves.append(wave)
             self.captions.append(str(caption))
             self.paths.append(str(path))
+            self.categories.append(str(cat))
         for _path, reason in self.failures:
             log.warning("skipping %s", reason)
         if not self.waves:

@@ -181,12 +181,26 @@ class TrainTask(Protocol):
 class EpochSampler(Sampler[int]):
     """A permutation of ``range(n)`` seeded by ``(seed, epoch)``, sharded across ranks.
 
-    ``skip`` drops the first items, so a resumed run starts mid-epoch where it stopped.
+    ``skip`` drops the first items, so a resumed run starts mid-epoch where it stopped. With
+    ``weights`` (one non-negative weight per item) an epoch is instead ``n`` draws with
+    replacement in proportion to them (e.g. category-balanced batches), from the same seed.
     """
 
-    def __init__(self, n: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0):
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world: int = 1,
+        skip: int = 0,
+        weights: torch.Tensor | None = None,
+    ):
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        perm = torch.randperm(n, generator=g).tolist()
+        if weights is None:
+            perm = torch.randperm(n, generator=g).tolist()
+        else:
+            perm = torch.multinomial(weights.double(), n, replacement=True, generator=g).tolist()
         self.indices = perm[rank::world][skip:]
 
     def __iter__(self) -> Iterator[int]:
@@ -448,6 +462,7 @@ def _loader(dataset, cfg: TrainConfig, epoch: int, skip_items: int, accelerator)
         accelerator.process_index,
         accelerator.num_processes,
         skip_items,
+        getattr(dataset, "sample_weights", None),
     )
     return DataLoader(
         dataset,

@@ -22,7 +22,7 @@ from maa.manifest import read_manifest, write_manifest
 from maa.mel import get_mel_preset
 from maa.models.unet import NoiseSchedule, build_unet, count_parameters, get_unet_config
 from maa.models.vae import VAE_PRESETS, build_vae
-from maa.stages.ldm import train_ldm, training_categories
+from maa.stages.ldm import min_snr_weights, train_ldm, training_categories
 from maa.stages.ldm_data import (
     LatentDataset,
     LDMConfig,
@@ -32,7 +32,7 @@ from maa.stages.ldm_data import (
 )
 from maa.testing import bursts, chirp, noise, tone
 from maa.text import load_text_encoder
-from maa.trainer import TrainConfig
+from maa.trainer import EpochSampler, TrainConfig
 
 MEL = get_mel_preset("default")
 SR = MEL.sample_rate
@@ -236,3 +236,58 @@ def test_training_categories_come_from_the_train_split():
     assert list(cats) == ["rain", "dog"]  # most clips first; test-only categories left out
     assert cats["rain"] == {"clips": 3, "captions": ["rain", "heavy rain"]}
     assert training_categories(df.drop(columns="category")) == {}
+
+
+def test_min_snr_weights():
+    alpha_bar = NoiseSchedule().ddpm().alphas_cumprod
+    t = torch.tensor([0, 300, 999])
+    snr = alpha_bar[t] / (1 - alpha_bar[t])
+    eps = min_snr_weights(alpha_bar[t], 5.0, "epsilon")
+    v = min_snr_weights(alpha_bar[t], 5.0, "v_prediction")
+    assert snr[0] > 5 > snr[2]
+    # clean timesteps are down-weighted to γ/SNR; noisy ones keep weight 1 (ε) or SNR/(SNR+1)
+    assert eps[0] == pytest.approx(5 / snr[0]) and eps[2] == pytest.approx(1.0)
+    assert v[0] == pytest.approx(5 / (snr[0] + 1)) and v[2] == pytest.approx(snr[2] / (snr[2] + 1))
+    assert torch.all(min_snr_weights(alpha_bar[t], 1e9, "epsilon") == 1)
+
+
+def test_balanced_sampler_draws_categories_equally():
+    # 90 clips of "a", 10 of "b": balance 1 → both categories about equally often
+    weights = torch.tensor([1 / 90] * 90 + [1 / 10] * 10, dtype=torch.float64)
+    draws = []
+    for epoch in range(20):
+        draws += EpochSampler(100, seed=0, epoch=epoch, weights=weights).indices
+    share_b = sum(i >= 90 for i in draws) / len(draws)
+    assert 0.45 < share_b < 0.55
+    # same seed and epoch → the same draws (resumable); ranks take disjoint shards of them
+    again = EpochSampler(100, seed=0, epoch=3, weights=weights).indices
+    assert again == EpochSampler(100, seed=0, epoch=3, weights=weights).indices
+    r0 = EpochSampler(100, 0, 3, rank=0, world=2, weights=weights).indices
+    assert r0 == again[0::2]
+
+
+def test_min_snr_and_balance_train_and_resume(data, tmp_path):
+    df = read_manifest(data / "m.parquet")
+    # 3 high tones, 8 low noises in train: balancing has something to do
+    df = df[~df["audio_path"].isin([f"high_{i}.wav" for i in range(3, 8)])].copy()
+    df["category"] = ["tone" if c == "a high tone" else "noise" for c in df["caption"]]
+    df["audio_path"] = [str(data / p) for p in df["audio_path"]]
+    write_manifest(df, tmp_path / "cat.parquet")
+    a, b = _bundle(data, tmp_path, "a"), _bundle(data, tmp_path, "b")
+    kw = {"batch_size": 4, "ckpt_every": 2}
+    opts = {"warmup": 2, "crop_seconds": 0.5, "min_snr_gamma": 5.0, "balance": 1.0}
+    train_ldm(tmp_path / "cat.parquet", a, train_cfg=_cfg(4, **kw), **opts)
+    train_ldm(tmp_path / "cat.parquet", b, train_cfg=_cfg(2, **kw), **opts)
+    train_ldm(tmp_path / "cat.parquet", b, train_cfg=_cfg(4, **kw), resume=True, **opts)
+    wa, wb = load_file(a / "unet.safetensors"), load_file(b / "unet.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # γ changes the loss, so the weights differ from a run without it
+    c = _bundle(data, tmp_path, "c")
+    train_ldm(tmp_path / "cat.parquet", c, train_cfg=_cfg(4, **kw),
+              **{**opts, "min_snr_gamma": 0.0})  # fmt: skip
+    wc = load_file(c / "unet.safetensors")
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    with pytest.raises(MaaError, match="--balance needs a 'category' column"):
+        train_ldm(data / "m.parquet", c, train_cfg=_cfg(1), balance=1.0)
+    with pytest.raises(MaaError, match="--min-snr-gamma"):
+        train_ldm(data / "m.parquet", c, train_cfg=_cfg(1), min_snr_gamma=-1)

@@ -30,6 +30,14 @@ def train_ldm_cmd(
         None, help="Training crop in seconds, rounded up to 8 frames (default: the preset's)."
     ),
     prediction: str = typer.Option("epsilon", help="Training target: epsilon or v_prediction."),
+    min_snr_gamma: float = typer.Option(
+        0.0, help="Min-SNR-γ loss weighting (5 is the usual value; 0: plain MSE)."
+    ),
+    balance: float = typer.Option(
+        0.0,
+        help="Category balancing of the data order: clips drawn ∝ (category size)^-B "
+        "(0: natural, 1: every category equally often; needs a 'category' column).",
+    ),
     val_every: int = typer.Option(0, help="Generate validation prompts every N steps (0: off)."),
     ckpt_every: int = opt.CKPT_EVERY,
     seed: int = opt.SEED,
@@ -53,7 +61,8 @@ def train_ldm_cmd(
     s = train_ldm(
         manifest, bundle, preset=preset, train_cfg=cfg, text_encoder=text_encoder, resume=resume,
         crop_seconds=crop_seconds, lr=lr, warmup=warmup, prediction=prediction,
-        reprogram=reprogram, reprogram_prob=reprogram_prob,
+        reprogram=reprogram, reprogram_prob=reprogram_prob, min_snr_gamma=min_snr_gamma,
+        balance=balance,
     )  # fmt: skip
     print_summary(s, "unet", bundle)
     cache = "reused" if s.cache_reused else "built"

@@ -152,10 +152,19 @@ class LDMTask:
                 encoder_hidden_states=batch["tokens"].float(),
                 encoder_attention_mask=batch["mask"],
             ).sample
-        loss = nn.functional.mse_loss(pred.float(), target)
+        loss = self.loss(pred.float(), target, t)
         ctx.backward(loss)
         ctx.optimizer_step("unet")
         ctx.log(loss=loss, lr=ctx.schedulers["unet"].get_last_lr()[0])
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """MSE over the batch, per item weighted by :func:`min_snr_weights` when γ > 0."""
+        gamma = self.cfg.min_snr_gamma
+        if not gamma:
+            return nn.functional.mse_loss(pred, target)
+        alpha_bar = self.ddpm.alphas_cumprod.to(t.device)[t].float()
+        weight = min_snr_weights(alpha_bar, gamma, self.schedule.prediction_type)
+        return (weight * (pred - target).pow(2).flatten(1).mean(1)).mean()
 
     def validate(self, modules, step: int, writer) -> dict[str, float]:
         """Generate the validation prompts and log audio and spectrograms to TensorBoard."""
@@ -200,6 +209,15 @@ class LDMTask:
         )
 
 
+def min_snr_weights(alpha_bar: torch.Tensor, gamma: float, prediction: str) -> torch.Tensor:
+    """Min-SNR-γ loss weights (Hang et al., 2023) for timesteps with cumulative ᾱ ``(B,)``:
+    ``min(SNR, γ)/SNR`` for ε targets, ``min(SNR, γ)/(SNR + 1)`` for v targets, SNR = ᾱ/(1−ᾱ).
+    They stop the many nearly noise-free timesteps from dominating the gradient."""
+    snr = alpha_bar / (1 - alpha_bar)
+    clipped = snr.clamp(max=gamma)
+    return clipped / snr if prediction == "epsilon" else clipped / (snr + 1)
+
+
 def training_categories(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Category → ``{"clips": n, "captions": its 5 most common captions}`` over the train split,
     recorded in the bundle so ``generate`` can say what the model knows; ``{}`` when the manifest
@@ -226,6 +244,8 @@ def resolve_config(
     prediction: str,
     reprogram_prob: float,
     batch: int = 1,
+    min_snr_gamma: float = 0.0,
+    balance: float = 0.0,
 ) -> LDMConfig:
     """The run's :class:`LDMConfig` from CLI-level options (crop in frames, preset defaults)."""
     unet_cfg = get_unet_config(preset)
@@ -242,6 +262,10 @@ def resolve_config(
         raise MaaError(f"training crop of {frames} frames is not a multiple of 8")
     if not 0.0 <= reprogram_prob <= 1.0:
         raise MaaError(f"--reprogram-prob must lie in [0, 1], got {reprogram_prob}")
+    if not min_snr_gamma >= 0:
+        raise MaaError(f"--min-snr-gamma must be ≥ 0 (0: off), got {min_snr_gamma}")
+    if not 0.0 <= balance <= 1.0:
+        raise MaaError(f"--balance must lie in [0, 1] (0: off, 1: equal categories), got {balance}")
     return LDMConfig(
         preset=preset,
         text_encoder=text_encoder,
@@ -250,6 +274,8 @@ def resolve_config(
         warmup=warmup if warmup is not None else DEFAULT_WARMUP[preset],
         prediction=prediction,
         reprogram_prob=reprogram_prob,
+        min_snr_gamma=min_snr_gamma,
+        balance=balance,
     )
 
 
@@ -267,11 +293,14 @@ def train_ldm(
     prediction: str = "epsilon",
     reprogram: str | os.PathLike[str] | None = None,
     reprogram_prob: float = 0.5,
+    min_snr_gamma: float = 0.0,
+    balance: float = 0.0,
 ) -> LdmTrainSummary:
     """Train (or resume) the U-Net on a manifest's train split; writes ``unet`` into the bundle.
 
     The bundle must already hold a ``vae`` (``maa train-vae``). ``reprogram`` is an event
-    manifest for dynamic reprogramming with probability ``reprogram_prob`` per item.
+    manifest for dynamic reprogramming with probability ``reprogram_prob`` per item;
+    ``min_snr_gamma`` and ``balance`` are :class:`LDMConfig`'s loss weighting and data balancing.
     """
     bundle = Bundle.open(bundle_dir)
     bundle.component("vae")
@@ -279,9 +308,15 @@ def train_ldm(
     cfg = resolve_config(
         bundle, preset, text_encoder, crop_seconds, lr, warmup, prediction,
         reprogram_prob if reprogram else 0.0, train_cfg.batch_size * train_cfg.grad_accum,
+        min_snr_gamma, balance,
     )  # fmt: skip
     schedule = NoiseSchedule(prediction_type=prediction)
     df = read_manifest(manifest)
+    if balance and "category" not in df.columns:
+        raise MaaError(
+            f"{manifest}: --balance needs a 'category' column to balance over; the manifest has "
+            "none (pass --balance 0)"
+        )
     clips = AudioClips(df, mel.sample_rate, split="train")
     val_captions: list[str] = []
     if train_cfg.val_every and cfg.val_prompts:

@@ -47,6 +47,11 @@ class LDMConfig(Config):
     short: str = "tile"  # clips shorter than the crop: tile or pad
     max_cache_seconds: float = 30.0
     reprogram_prob: float = 0.0
+    # min-SNR-γ loss weighting (Hang et al. 2023; 0: plain MSE) and category balancing of the
+    # data order: each clip is drawn with weight (clips in its category)^-balance (0: natural
+    # frequencies, 1: every category equally often)
+    min_snr_gamma: float = 0.0
+    balance: float = 0.0
     val_prompts: int = 3
     val_steps: int = 25
 
@@ -199,6 +204,17 @@ class LatentDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.cache.mean)
+
+    @property
+    def sample_weights(self) -> torch.Tensor | None:
+        """Per-clip draw weights ``(count of its category)^-balance`` (None: a permutation)."""
+        if not self.cfg.balance:
+            return None
+        cats = self.clips.categories
+        counts: dict[str, int] = {}
+        for c in cats:
+            counts[c] = counts.get(c, 0) + 1
+        return torch.tensor([counts[c] ** -self.cfg.balance for c in cats], dtype=torch.float64)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         g = item_generator(self.seed, self.epoch, index)
