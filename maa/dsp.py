@@ -12,7 +12,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from scipy import signal
 
 from maa.errors import MaaError
 
@@ -90,6 +89,8 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
         return wave
     g = math.gcd(orig_sr, new_sr)
     x = wave.detach().cpu().double().numpy()
+    from scipy import signal  # imported here: scipy.signal costs seconds at start-up
+
     y = signal.resample_poly(x, new_sr // g, orig_sr // g, axis=-1)
     return torch.from_numpy(np.ascontiguousarray(y)).to(dtype=wave.dtype, device=wave.device)
 
@@ -98,6 +99,8 @@ def resample(wave: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
 
 
 def _biquad(b: list[float], a: list[float], x: np.ndarray) -> np.ndarray:
+    from scipy import signal
+
     return signal.lfilter(np.array(b) / a[0], np.array(a) / a[0], x, axis=-1)
 
 
