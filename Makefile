@@ -6,9 +6,15 @@ BENCH_ARGS ?= --quick
 
 .PHONY: install lock test lint format bench quickstart corpus default-bundle default-bundle-install demo clean
 
+# upstream implementations the import tests compare against (test-only, MIT-licensed), pinned like
+# the lock and installed without their dependencies (torchaudio, librosa, …): the tests load only
+# the model files, which need torch and einops
+TEST_REFS := "audioldm==0.1.1" "bigvgan==2.4.1" "msclap==1.3.4" "einops==0.8.2"
+
 # the exact versions of requirements.lock into .venv (maa itself editable); repairs a broken venv
 install:
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(TEST_REFS)
 
 # refresh requirements.lock deliberately: newest releases allowed by pyproject.toml, torch held at
 # TORCH (default 2.13.0); then `make test` and commit the lock

@@ -21,6 +21,22 @@ class Config:
         """The config as a JSON-able dict (tuples, nested ones too, become lists)."""
         return {k: _lists(v) for k, v in dataclasses.asdict(self).items()}
 
+    def settings_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` less the fields named in the class's ``LATER_FIELDS`` that hold their
+        defaults: what a training run saves to compare on ``--resume``, so a run saved before a
+        field existed still resumes when the field is left at its default."""
+        later = getattr(type(self), "LATER_FIELDS", ())
+        out = self.to_dict()
+        for f in dataclasses.fields(self):
+            default = f.default
+            if (
+                f.name in later
+                and default is not dataclasses.MISSING
+                and (out[f.name] == _lists(default))
+            ):
+                del out[f.name]
+        return out
+
     @classmethod
     def from_dict(
         cls: type[C], data: Mapping[str, Any], what: str = "", error: type[MaaError] = MaaError

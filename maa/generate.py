@@ -13,26 +13,28 @@ normalised. With ``candidates > 1`` a CLAP keeps the candidate closest to the pr
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import diffusers
 import torch
 from torch import nn
 
 from maa.bundle import Bundle
+from maa.condition import NamedEmbeddings, conditioner_from_bundle
 from maa.device import resolve_device, resolve_dtype
 from maa.dsp import loudness
 from maa.errors import BundleError, MaaError, check_count, choose
 from maa.fsutil import atomic_path
 from maa.mel import MelPreset, log_compress
-from maa.models.unet import NoiseSchedule, UNetConfig, build_unet
+from maa.models.unet import NoiseSchedule, build_unet_for, takes_class_labels
 from maa.models.vae import load_vae
-from maa.text import TextEmbedding, TextEncoder, text_encoder_from_bundle
+from maa.text import TextEmbedding, TextEncoder
 from maa.vocoder import resolve_vocoder_for
 
 # chosen by measurement (README): with "trailing" timesteps DPM-Solver++(2M) at 20-25 steps lands
@@ -41,6 +43,7 @@ DEFAULT_SAMPLER = "dpmpp-2m"
 DEFAULT_STEPS = 25
 DEFAULT_GUIDANCE = 3.0
 MAX_SECONDS = 60.0
+INPAINT_UNET = "unet_inpaint"  # the bundle component `train-ldm --task inpaint` writes
 TARGET_LUFS = -20.0
 MAX_MEL_MAGNITUDE = 1e3  # linear mel magnitude ceiling for decoded mels
 PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS
@@ -49,6 +52,9 @@ PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS
 # rain", "heavy rain on a roof") score ≥ 0.55, unrelated ones ("typing on a keyboard", "a
 # spaceship engine humming") ≤ 0.40
 OUT_OF_DOMAIN_COSINE = 0.45
+
+# the sampling settings a bundle may record as its own defaults (an imported release's)
+BUNDLE_DEFAULTS = ("sampler", "steps", "guidance")
 
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddim": ("DDIMScheduler", {}),
@@ -64,7 +70,7 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
 def make_scheduler(name: str, schedule: NoiseSchedule):
     """A fresh diffusers scheduler ``name`` built with ``from_config`` on the bundle's schedule."""
     cls_name, extra = choose(SAMPLERS, name, "sampler")
-    return getattr(diffusers, cls_name).from_config({**schedule.scheduler_config(), **extra})
+    return getattr(diffusers, cls_name).from_config({**schedule.scheduler_config(name), **extra})
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,32 @@ class SamplingSettings:
         choose(SAMPLERS, self.sampler, "sampler")
         if self.seed is None:
             object.__setattr__(self, "seed", random.SystemRandom().randrange(2**31))
+
+
+class SamplingEdit(Protocol):
+    """How an edit of an input changes :meth:`Generator.sample` (implemented in :mod:`maa.edit`:
+    SDEdit's late start, inpainting's known region, a loop's circular latents). Latents are
+    ``(B, z, H, W)``, waves ``(T,)`` at the bundle's rate."""
+
+    def begin(self, sched: Any, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first latents from unit-Gaussian ``noise`` and the timesteps to run."""
+
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The U-Net's input for the scaled latents ``x``."""
+
+    def model_output(self, eps: torch.Tensor) -> torch.Tensor:
+        """The guided U-Net output, back on the latent grid of ``x``."""
+
+    def after_step(
+        self, sched: Any, timesteps: torch.Tensor, i: int, x: torch.Tensor
+    ) -> torch.Tensor:
+        """The latents after step ``i`` of ``timesteps``."""
+
+    def decode(self, gen: Generator, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-mel, wave) of the final latents (usually ``gen.decode``)."""
+
+    def finish(self, wave: torch.Tensor) -> torch.Tensor:
+        """One candidate's final waveform."""
 
 
 @dataclass
@@ -140,11 +172,17 @@ class Generator:
         self._clap, self._clap_source = clap, clap_source
         self._caption_index: tuple[list[str], torch.Tensor] | None = None
         self._schedulers: dict[str, Any] = {}
-        cross = getattr(unet.config, "cross_attention_dim", None)
+        # AudioLDM-style U-Nets take the pooled text embedding as class labels, no tokens
+        self.class_conditioned = takes_class_labels(unet)
+        if self.class_conditioned:
+            cross = unet.config.projection_class_embeddings_input_dim
+        else:
+            cross = getattr(unet.config, "cross_attention_dim", None)
         if cross is not None and int(cross) != text_encoder.width:
+            what = "class embedding" if self.class_conditioned else "cross-attention"
             raise BundleError(
-                f"text encoder {text_encoder.spec!r} gives {text_encoder.width}-wide tokens but "
-                f"the U-Net's cross-attention expects {cross}; use the encoder it was trained with"
+                f"text encoder {text_encoder.spec!r} gives {text_encoder.width}-wide embeddings "
+                f"but the U-Net's {what} expects {cross}; use the encoder it was trained with"
             )
 
     # -- construction -----------------------------------------------------------------------
@@ -157,30 +195,34 @@ class Generator:
         vocoder: str | None = None,
         clap: str | os.PathLike[str] | None = None,
         compile: bool = False,
+        unet: str = "unet",
     ) -> Generator:
         """Load a bundle's U-Net, VAE, text encoder and vocoder (``vocoder`` overrides the
         bundle's: ``default``, ``griffin-lim`` or a bundle path; ``clap`` a CLAP for reranking).
-        ``compile`` wraps the U-Net in ``torch.compile`` (CUDA)."""
+        ``compile`` wraps the U-Net in ``torch.compile`` (CUDA). ``unet`` names the U-Net
+        component: ``unet`` (text-to-audio) or :data:`INPAINT_UNET` (``train-ldm --task
+        inpaint``, for :mod:`maa.inpaint`)."""
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         bundle = Bundle.open(path)
-        for name in ("vae", "unet", "text_encoder"):
+        for name in ("vae", unet, "text_encoder"):
             if not bundle.has(name):
                 have = ", ".join(sorted(bundle.components)) or "nothing"
                 step = "maa train-vae" if name == "vae" else "maa train-ldm"
+                step += " --task inpaint" if name == INPAINT_UNET else ""
                 raise BundleError(
                     f"{bundle.root}: bundle has no {name!r} component (it has {have}); "
                     f"train it with `{step} --bundle {bundle.root}`"
                 )
-        entry = bundle.component("unet")
-        unet = build_unet(UNetConfig.from_dict(entry["config"]))
-        bundle.load_into("unet", unet)
+        entry = bundle.component(unet)
+        model = build_unet_for(entry.get("kind", "unet"), entry["config"])
+        bundle.load_into(unet, model)
         # nn.Module.to: diffusers' own .to(dtype) logs a spurious fp32-modules warning
-        unet = nn.Module.to(unet, dev, dt).eval().requires_grad_(False)
+        model = nn.Module.to(model, dev, dt).eval().requires_grad_(False)
         if compile:
-            unet = torch.compile(unet)
+            model = torch.compile(model)
         vae = load_vae(bundle, dev).to(dtype=dt).requires_grad_(False)
-        text = text_encoder_from_bundle(bundle, dev)
+        text = conditioner_from_bundle(bundle, dev)
         voc_dtype = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, "fp32")
         voc = resolve_vocoder_for(bundle, vocoder, device=str(dev), dtype=voc_dtype)
         if clap is None and bundle.has("clap"):
@@ -191,11 +233,27 @@ class Generator:
             clap = find_default_clap()
         clap_src = str(clap) if clap is not None else None
         gen = cls(
-            unet, vae, text, voc, bundle.mel, NoiseSchedule.from_dict(entry["schedule"]),
+            model, vae, text, voc, bundle.mel, NoiseSchedule.from_dict(entry["schedule"]),
             entry["scale_factor"], dev, dt, clap_source=clap_src,
         )  # fmt: skip
         gen.bundle = bundle
+        gen.defaults = dict(entry.get("defaults", {}))  # sampling defaults an import recorded
         return gen
+
+    def conditioned(self, embeddings: dict[str, torch.Tensor]) -> Generator:
+        """This generator with prompts that stand for given embeddings: sampling the prompt
+        ``name`` conditions on ``embeddings[name]``, a ``(D,)`` vector in the space of the U-Net's
+        pooled conditioning (an audio or image embedding, a mix), instead of its encoding. Only
+        for U-Nets conditioned on one pooled vector (:func:`takes_class_labels`)."""
+        if not self.class_conditioned:
+            raise MaaError(
+                "this bundle's U-Net attends to text tokens; only a U-Net trained on one pooled "
+                "embedding (`maa train-ldm --condition clap-audio` or --text-encoder clip:DIR) "
+                "takes audio, image or explicit embeddings"
+            )
+        view = copy.copy(self)
+        view.text_encoder = NamedEmbeddings(self.text_encoder, embeddings)
+        return view
 
     def clap(self):
         """The reranking CLAP (loaded on first use) or a clear error when none is available."""
@@ -240,6 +298,29 @@ class Generator:
         return nn.functional.normalize(pooled, dim=-1)
 
     # -- sampling ---------------------------------------------------------------------------
+    def latent_shape(self, seconds: float) -> tuple[int, int, int]:
+        """``(z, H, W)`` of one clip's latent for ``seconds`` of audio: ``(z, n_mels/d, F/d)``,
+        or ``(z, F/d, n_mels/d)`` for a time-major VAE (AudioLDM), with ``F`` the clip's frames
+        rounded up to the mel preset's multiple and ``d`` the VAE's downsampling."""
+        frames = self.mel.frames_for_seconds(seconds)
+        rule = getattr(self, "defaults", {}).get("latent_width")
+        if rule:  # a release's own rule: Make-An-Audio's int(7.8 s) up to a multiple of 4
+            d, multiple = self.vae.downsample, int(rule["multiple"])
+            width = max(int(seconds * float(rule["per_second"])), -(-frames // d))
+            frames = -(-width // multiple) * multiple * d
+        # out_channels: an inpainting U-Net takes 2z + 1 input channels for z latent ones
+        return (self.unet.config.out_channels, *self.vae.latent_size(self.mel.n_mels, frames))
+
+    def encode_prompts(
+        self, prompts: list[str], negative_prompt: str | None = None
+    ) -> tuple[TextEmbedding, TextEmbedding]:
+        """``(cond, uncond)`` for :meth:`sample_latents`: one row per prompt, and the encoding of
+        ``negative_prompt`` (default ``""``, the unconditional) repeated for every prompt."""
+        emb = self.text_encoder.encode([*prompts, negative_prompt or ""])
+        emb = emb.to(self.device, self.dtype)
+        rows = torch.arange(len(prompts))
+        return _select(emb, rows), _select(emb, torch.full_like(rows, len(prompts)))
+
     def predict_noise(
         self,
         x: torch.Tensor,
@@ -253,15 +334,15 @@ class Generator:
         With ``uncond`` the unconditional and conditional halves run as one batch of 2B and
         combine as ``u + s (c − u)``; without it only the conditional pass runs.
         """
-        if uncond is None:
-            tokens, mask, xin = cond.tokens, cond.mask, x
+        both = [cond] if uncond is None else [uncond, cond]
+        xin = torch.cat([x] * len(both))
+        if self.class_conditioned:  # the pooled (L2-normalised CLAP) embedding, as AudioLDM
+            pooled = torch.cat([e.pooled for e in both]).to(self.dtype)
+            kwargs = {"encoder_hidden_states": None, "class_labels": pooled}
         else:
-            tokens = torch.cat([uncond.tokens, cond.tokens])
-            mask = torch.cat([uncond.mask, cond.mask])
-            xin = torch.cat([x, x])
-        out = self.unet(
-            xin.to(self.dtype), t, encoder_hidden_states=tokens, encoder_attention_mask=mask
-        ).sample.float()
+            tokens, mask = torch.cat([e.tokens for e in both]), torch.cat([e.mask for e in both])
+            kwargs = {"encoder_hidden_states": tokens, "encoder_attention_mask": mask}
+        out = self.unet(xin.to(self.dtype), t, **kwargs).sample.float()
         if uncond is None:
             return out
         eps_u, eps_c = out.chunk(2)
@@ -277,19 +358,31 @@ class Generator:
         steps: int,
         sampler: str,
         generators: list[torch.Generator] | None = None,
+        edit: SamplingEdit | None = None,
     ) -> torch.Tensor:
-        """Denoise ``noise (B, z, H, W)`` (unit Gaussian) into scaled latents."""
+        """Denoise ``noise (B, z, H, W)`` (unit Gaussian) into scaled latents; ``edit`` (see
+        :class:`SamplingEdit`) changes where sampling starts and what the U-Net sees."""
         if sampler not in self._schedulers:  # built once: set_timesteps resets all its state
             self._schedulers[sampler] = make_scheduler(sampler, self.schedule)
         sched = self._schedulers[sampler]
         sched.set_timesteps(steps, device=self.device)
-        x = noise.to(self.device, torch.float32) * sched.init_noise_sigma
+        timesteps = sched.timesteps
+        if edit is None:
+            x = noise.to(self.device, torch.float32) * sched.init_noise_sigma
+        else:
+            x, timesteps = edit.begin(sched, noise.to(self.device, torch.float32))
         accepts_gen = "generator" in inspect.signature(sched.step).parameters
-        for t in sched.timesteps:
+        for i, t in enumerate(timesteps):
             model_in = sched.scale_model_input(x, t)
+            if edit is not None:
+                model_in = edit.model_input(model_in)
             eps = self.predict_noise(model_in, t, cond, uncond, guidance)
+            if edit is not None:
+                eps = edit.model_output(eps)
             kwargs = {"generator": generators} if accepts_gen and generators else {}
             x = sched.step(eps, t, x, **kwargs).prev_sample
+            if edit is not None:
+                x = edit.after_step(sched, timesteps, i, x)
         return x
 
     @torch.no_grad()
@@ -306,25 +399,43 @@ class Generator:
     def generate(self, prompts: str | list[str], **settings: Any) -> list[GeneratedAudio]:
         """One clip per prompt; ``settings`` are :class:`SamplingSettings` fields (``duration``,
         ``steps``, ``guidance``, ``sampler``, ``seed``, ``negative_prompt``, ``candidates``,
-        ``batch_size``, ``normalize``). See :meth:`sample`."""
-        return self.sample(check_prompts(prompts), SamplingSettings(**settings))
+        ``batch_size``, ``normalize``); the sampler, steps and guidance not given are the bundle's
+        recorded defaults (an imported release's), else maa's. See :meth:`sample`."""
+        unset = {k for k in BUNDLE_DEFAULTS if settings.get(k) is None}
+        given = {k: v for k, v in settings.items() if v is not None}
+        return self.sample(
+            check_prompts(prompts), self.with_defaults(SamplingSettings(**given), unset)
+        )
+
+    def with_defaults(self, settings: SamplingSettings, unset: set[str] | frozenset[str]):
+        """``settings`` with the fields named in ``unset`` (of sampler, steps, guidance: those the
+        user did not choose) replaced by the bundle's recorded sampling defaults, if it has any:
+        an imported Make-An-Audio bundle samples with DDIM, 100 steps and guidance 3."""
+        recorded = getattr(self, "defaults", {})
+        chosen = {k: recorded[k] for k in BUNDLE_DEFAULTS if k in unset and k in recorded}
+        return replace(settings, **chosen) if chosen else settings
 
     def sample(
-        self, prompts: list[str], settings: SamplingSettings, seed_offset: int = 0
+        self,
+        prompts: list[str],
+        settings: SamplingSettings,
+        seed_offset: int = 0,
+        edit: SamplingEdit | None = None,
     ) -> list[GeneratedAudio]:
         """One clip per prompt of ``prompts`` (as :func:`check_prompts` returns them).
 
         Prompt ``i`` uses seed ``settings.seed + seed_offset + i``; its candidates draw their
         starting noise in turn from that seed on the CPU, so the same seed gives the same audio
-        on the same device. Guidance 1 runs the conditional pass only.
+        on the same device. Guidance 1 runs the conditional pass only. ``edit`` (from
+        :mod:`maa.edit`) samples every prompt's candidates as an edit of one input; each
+        candidate is finished by it (e.g. the input pasted back) before the CLAP ranks them.
         """
         candidates, guidance = settings.candidates, settings.guidance
         clap = self.clap() if candidates > 1 else None
         seeds = [settings.seed + seed_offset + i for i in range(len(prompts))]
         texts = [*prompts, settings.negative_prompt or ""]  # the last row is the unconditional
         emb = self.text_encoder.encode(texts).to(self.device, self.dtype)
-        frames, down = self.mel.frames_for_seconds(settings.duration), self.vae.downsample
-        latent_shape = (self.unet.config.in_channels, self.mel.n_mels // down, frames // down)
+        latent_shape = self.latent_shape(settings.duration)
         jobs = [(p, c) for p in range(len(prompts)) for c in range(candidates)]
         noises = {}
         for p, s in enumerate(seeds):
@@ -342,9 +453,9 @@ class Generator:
                     for p, c in chunk]  # fmt: skip
             noise = torch.stack([noises[j] for j in chunk])
             latents = self.sample_latents(
-                noise, cond, uncond, guidance, settings.steps, settings.sampler, gens
+                noise, cond, uncond, guidance, settings.steps, settings.sampler, gens, edit
             )
-            logmel, wave = self.decode(latents)
+            logmel, wave = self.decode(latents) if edit is None else edit.decode(self, latents)
             for j, key in enumerate(chunk):
                 waves[key], mels[key] = wave[j].cpu(), logmel[j].cpu()
         sr = int(self.vocoder.sample_rate)
@@ -352,6 +463,8 @@ class Generator:
         out = []
         for p, prompt in enumerate(prompts):
             cands = [waves[p, c][:length] for c in range(candidates)]
+            if edit is not None:
+                cands = [edit.finish(w) for w in cands]
             cands = [loudness_normalize(w, sr) if settings.normalize else w.clamp(-1, 1)
                      for w in cands]  # fmt: skip
             best, scores = 0, None

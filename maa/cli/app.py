@@ -14,14 +14,18 @@ import typer
 from maa import __version__
 from maa.cli import (
     clap_score,
+    continue_,
     corpus,
     distill,
     evaluate,
     generate,
+    import_,
     info,
+    inpaint,
     manifest,
     reconstruct,
     reprogram,
+    super_resolve,
     train_clap,
     train_ldm,
     train_vae,
@@ -53,11 +57,18 @@ COMMANDS = [
     ("reconstruct", reconstruct.reconstruct_cmd),
     ("train-ldm", train_ldm.train_ldm_cmd),
     ("generate", generate.generate_cmd),
+    ("inpaint", inpaint.inpaint_cmd),
+    ("continue", continue_.continue_cmd),
+    ("super-resolve", super_resolve.super_resolve_cmd),
     ("train-vocoder", train_vocoder.train_vocoder_cmd),
     ("vocode", vocode.vocode_cmd),
     ("evaluate", evaluate.evaluate_cmd),
 ]
-GROUPS = [("corpus", corpus.corpus_app), ("manifest", manifest.manifest_app)]
+GROUPS = [
+    ("corpus", corpus.corpus_app),
+    ("manifest", manifest.manifest_app),
+    ("import", import_.import_app),  # import_.py: `import` is a Python keyword
+]
 # the folder each train-* command writes: left as it was when the run fails at its start
 TRAIN_OUTPUT = {
     "train-clap": "out",

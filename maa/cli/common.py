@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from maa.errors import MaaError, system_error
 from maa.fsutil import is_main_process, rollback_unless_checkpointed
@@ -50,7 +51,9 @@ def handle_errors(func: F) -> F:
             if found is None:
                 raise
             error = found
-        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        # escaped: a message may hold brackets (pip install 'maa[video]', a path) that rich
+        # would take for markup and drop
+        console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

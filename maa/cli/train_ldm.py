@@ -1,4 +1,4 @@
-"""``maa train-ldm``: the text-conditioned latent diffusion U-Net."""
+"""``maa train-ldm``: the latent diffusion U-Net, conditioned on text or CLAP audio embeddings."""
 
 from __future__ import annotations
 
@@ -11,10 +11,30 @@ from maa.cli.common import console, print_summary, train_config
 
 
 def train_ldm_cmd(
-    manifest: Path = typer.Option(..., help="Captioned manifest (.parquet); uses its train split."),
+    manifest: Path = typer.Option(
+        ..., help="Manifest (.parquet; captioned unless --condition clap-audio); its train split."
+    ),
     bundle: Path = typer.Option(..., help="Bundle folder with a trained vae; gets the unet."),
     text_encoder: str = typer.Option(
-        "minilm", help="minilm (packaged), clap:PATH, t5:PATH or bert:PATH (local folders)."
+        "minilm",
+        help="minilm (packaged), clap:PATH, t5:PATH, bert:PATH or clip:PATH (local folders; "
+        "clip: its one normalised embedding, so `generate --image/--video` work).",
+    ),
+    condition: str = typer.Option(
+        "text",
+        help="text (captions) or clap-audio (AudioLDM: the CLAP audio embedding of each crop; "
+        "captions optional; generate from text or --audio-prompt).",
+    ),
+    clap: Path = typer.Option(
+        None,
+        help="With --condition clap-audio: CLAP bundle or local HF ClapModel folder "
+        "(default: the shipped CLAP).",
+    ),
+    task: str = typer.Option(
+        "text-to-audio",
+        help="text-to-audio (writes unet), or inpaint: fine-tune the bundle's unet into "
+        "unet_inpaint (inputs: x_t, masked latent, mask; random span/box masks), which `maa "
+        "inpaint` then uses; its size, text encoder and schedule are the unet's.",
     ),
     preset: str = typer.Option("tiny", help="U-Net size: tiny, default or paper."),
     max_steps: int = opt.MAX_STEPS,
@@ -50,7 +70,7 @@ def train_ldm_cmd(
         0.5, help="With --reprogram: probability that an item is replaced by a composition."
     ),
 ) -> None:
-    """Train the text-conditioned latent diffusion U-Net on cached VAE latents."""
+    """Train the latent diffusion U-Net on cached VAE latents (text or CLAP-audio conditioned)."""
     from maa.stages.ldm import train_ldm
 
     cfg = train_config(
@@ -62,9 +82,9 @@ def train_ldm_cmd(
         manifest, bundle, preset=preset, train_cfg=cfg, text_encoder=text_encoder, resume=resume,
         crop_seconds=crop_seconds, lr=lr, warmup=warmup, prediction=prediction,
         reprogram=reprogram, reprogram_prob=reprogram_prob, min_snr_gamma=min_snr_gamma,
-        balance=balance,
+        balance=balance, condition=condition, clap=clap, task=task,
     )  # fmt: skip
-    print_summary(s, "unet", bundle)
+    print_summary(s, "unet_inpaint" if task == "inpaint" else "unet", bundle)
     cache = "reused" if s.cache_reused else "built"
     console.print(
         f"latent cache {s.cache} {cache}; scale_factor {s.scale_factor:.4f}; "

@@ -135,6 +135,17 @@ def build_generator(cfg: HiFiGANConfig) -> nn.Module:
     return SpeechT5HifiGan(hf)
 
 
+SPEECHT5_KIND = "speecht5-hifigan"  # bundle kind: an imported SpeechT5HifiGan with its own config
+
+
+def build_speecht5(config: dict) -> nn.Module:
+    """A ``SpeechT5HifiGan`` from its transformers config (``SpeechT5HifiGanConfig`` fields): an
+    imported vocoder such as AudioLDM's, kept as it was (slope, input normalisation and all)."""
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    return SpeechT5HifiGan(SpeechT5HifiGanConfig(**config))
+
+
 def add_weight_norm(module: nn.Module) -> nn.Module:
     """Weight-normalise every conv of a generator (HiFi-GAN trains with weight norm)."""
     for m in module.modules():

@@ -11,6 +11,7 @@ so AudioLDM/Tango-style checkpoints and tools work with it. Presets:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from diffusers import AutoencoderKL
@@ -24,15 +25,25 @@ from maa.errors import BundleError, MaaError, choose
 class VAEConfig(Config):
     """Architecture of the spectrogram VAE (diffusers ``AutoencoderKL`` kwargs)."""
 
+    # added after runs were first saved: left out of saved run settings at their defaults
+    LATER_FIELDS: ClassVar[frozenset[str]] = frozenset({"attention_levels", "time_major"})
+
     block_out_channels: tuple[int, ...] = (128, 256, 256, 512)
     layers_per_block: int = 2
     latent_channels: int = 4
     norm_num_groups: int = 32
     mid_block_add_attention: bool = True
+    # self-attention after every res block of these levels (encoder order, the decoder mirrors
+    # it), as the CompVis autoencoder's attn_resolutions; empty: none (every trained preset)
+    attention_levels: tuple[bool, ...] = ()
     # log-mel values are mapped to (mel - shift) / scale before encoding and back after decoding,
     # so an ln-mel in [-11.5, 2.5] reaches the network near [-1.3, 1.5]
     shift: float = 0.0
     scale: float = 1.0
+    # the image the network sees: (n_mels, T) by default; AudioLDM's VAE was trained on
+    # (T, n_mels) images, so its latents are (z, T/d, n_mels/d). encode/decode still take and
+    # give (B, n_mels, T)
+    time_major: bool = False
 
     @property
     def downsample(self) -> int:
@@ -69,18 +80,28 @@ class SpectrogramVAE(nn.Module):
 
     ``encode(mel)`` takes ``(B, n_mels, T)`` (T a multiple of ``downsample``) and returns the
     diagonal Gaussian posterior over ``(B, z, n_mels/8, T/8)`` latents (``.mean``, ``.sample()``,
-    ``.kl()``); ``decode(z)`` returns ``(B, n_mels, T)``.
+    ``.kl()``); ``decode(z)`` returns ``(B, n_mels, T)``. With ``cfg.time_major`` the latents are
+    ``(B, z, T/8, n_mels/8)`` (:meth:`latent_size` gives the shape either way).
     """
 
     def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
         n = len(cfg.block_out_channels)
+        attn = cfg.attention_levels or (False,) * n
+        if len(attn) != n:
+            raise MaaError(
+                f"VAE config: attention_levels has {len(attn)} flags for {n} channel levels"
+            )
         self.model = AutoencoderKL(
             in_channels=1,
             out_channels=1,
-            down_block_types=("DownEncoderBlock2D",) * n,
-            up_block_types=("UpDecoderBlock2D",) * n,
+            down_block_types=tuple(
+                "AttnDownEncoderBlock2D" if a else "DownEncoderBlock2D" for a in attn
+            ),
+            up_block_types=tuple(
+                "AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in reversed(attn)
+            ),
             block_out_channels=cfg.block_out_channels,
             layers_per_block=cfg.layers_per_block,
             latent_channels=cfg.latent_channels,
@@ -92,6 +113,11 @@ class SpectrogramVAE(nn.Module):
     @property
     def downsample(self) -> int:
         return self.cfg.downsample
+
+    def latent_size(self, n_mels: int, frames: int) -> tuple[int, int]:
+        """Latent ``(H, W)`` for a ``(n_mels, frames)`` log-mel."""
+        d = self.downsample
+        return (frames // d, n_mels // d) if self.cfg.time_major else (n_mels // d, frames // d)
 
     def _check(self, mel: torch.Tensor) -> None:
         if mel.dim() != 3:
@@ -108,12 +134,17 @@ class SpectrogramVAE(nn.Module):
     def encode(self, mel: torch.Tensor):
         """``(B, n_mels, T)`` → posterior over ``(B, z, n_mels/8, T/8)``."""
         self._check(mel)
-        x = (mel - self.cfg.shift) / self.cfg.scale
-        return self.model.encode(x.unsqueeze(1)).latent_dist
+        x = ((mel - self.cfg.shift) / self.cfg.scale).unsqueeze(1)
+        if self.cfg.time_major:
+            x = x.transpose(2, 3)
+        return self.model.encode(x).latent_dist
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, z, n_mels/8, T/8)`` → log-mel ``(B, n_mels, T)``."""
-        return self.model.decode(z).sample.squeeze(1) * self.cfg.scale + self.cfg.shift
+        mel = self.model.decode(z).sample.squeeze(1)
+        if self.cfg.time_major:
+            mel = mel.transpose(1, 2)
+        return mel * self.cfg.scale + self.cfg.shift
 
     def forward(self, mel: torch.Tensor, sample: bool = True):
         """Reconstruction and posterior: ``(recon (B, n_mels, T), posterior)``."""

@@ -6,7 +6,9 @@ prompts from a text file (one per line; blank lines and ``#`` comments are skipp
 manifest's ``caption`` column, names each output after its prompt (slugified, de-duplicated
 with ``-2``, ``-3`` …) and writes ``generated.parquet`` listing every file with its prompt, seed,
 CLAP score and sampling settings. Every input is checked before any model loads, and every
-write is atomic, so a failure leaves no partial files.
+write is atomic, so a failure leaves no partial files. ``init_audio`` restyles a recording
+(SDEdit), ``loop`` makes seamless loops, and a duration longer than the bundle's window is
+generated window by window (:mod:`maa.edit`, :mod:`maa.inpaint`).
 """
 
 from __future__ import annotations
@@ -20,19 +22,36 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-from maa.audio import write_audio
+from maa.audio import audio_info, write_audio
 from maa.captions import read_captions
+from maa.edit import (
+    DEFAULT_STRENGTH,
+    Panel,
+    check_strength,
+    load_input,
+    loop_duration,
+    loop_seam,
+    mel_of,
+    restyle,
+    sample_loop,
+    save_edit_png,
+    window_frames,
+)
 from maa.errors import MaaError, ensure_free_space
 from maa.generate import (
     OUT_OF_DOMAIN_COSINE,
+    GeneratedAudio,
     Generator,
     SamplingSettings,
     bundle_categories,
     check_prompts,
     save_spectrogram_png,
 )
+from maa.inpaint import generate_long
 from maa.manifest import read_manifest, write_manifest
+from maa.stages.x_to_audio import check_inputs, video_duration
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 MANIFEST_NAME = "generated.parquet"
@@ -40,6 +59,7 @@ MANIFEST_NAME = "generated.parquet"
 # files as they come; prompt i still gets seed + i, as in one call
 PROMPTS_PER_CALL = 8
 NOTE_PROMPT_CHARS = 80  # a prompt echoed in a message is cut to this length
+RESTYLE_SAMPLER = "ddim"  # --init-audio without --sampler, as Make-An-Audio's release
 
 
 def generate(
@@ -57,22 +77,60 @@ def generate(
     clap: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
     reuse_seed: bool = False,
+    init_audio: str | os.PathLike[str] | None = None,
+    strength: float | None = None,
+    loop: bool = False,
+    audio_prompt: str | os.PathLike[str] | None = None,
+    audio_prompt_weight: float | None = None,
+    image: str | os.PathLike[str] | None = None,
+    video: str | os.PathLike[str] | None = None,
+    video_fps: float | None = None,
+    duration_from_video: bool = True,
+    unset: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
     """Generate ``prompt`` into ``output``, or every prompt of the file ``prompts`` into
     ``out_dir`` plus ``generated.parquet``, with ``bundle`` (default: the shipped one); ``png``
     adds spectrograms. Warnings and notes go to ``log``. Returns one row per written file
     (``audio_path``, ``caption``, ``duration`` s, ``sample_rate`` Hz, ``seed``, ``clap_score``,
-    settings)."""
+    settings).
+
+    ``init_audio`` restyles a recording (SDEdit, ``strength`` 0.3 by default; the clips last as
+    long as it); ``loop`` makes seamless loops (rows add the seam measure ``seam_ratio``: flux
+    across the wrap over the clip's median, and ``seam_p95_ratio``, the clip's own 95th
+    percentile on the same scale). A duration longer than the bundle's training window is
+    generated window by window (:func:`maa.inpaint.generate_long`).
+
+    ``unset`` names the settings the user did not choose (of sampler, steps, guidance): the
+    bundle's recorded defaults replace them (:meth:`Generator.with_defaults`).
+
+    ``audio_prompt``, ``image`` and ``video`` condition on an example sound (mixed with the text
+    prompt by ``audio_prompt_weight`` when one is given), a picture or a video's frames
+    (``video_fps`` per second, default 1; the clip lasts as long as the video when
+    ``duration_from_video``), for bundles trained for them (:mod:`maa.stages.x_to_audio`)."""
     batch = prompts is not None
     if batch and (prompt is not None or output is not None):
         raise MaaError("pass either PROMPT -o OUT or --prompts FILE --out-dir DIR, not both")
     if batch and out_dir is None:
         raise MaaError("--prompts needs --out-dir DIR for the generated files")
-    if not batch and prompt is None:
+    x_given = any(v is not None for v in (audio_prompt, image, video))
+    if not batch and prompt is None and not x_given:
         raise MaaError("pass a PROMPT (and -o OUT.wav), or --prompts FILE --out-dir DIR")
     if not batch and output is None:
         raise MaaError("pass -o OUT.wav to say where to write the audio")
-    texts = read_captions(prompts, "--prompts") if batch else check_prompts(prompt)
+    if strength is not None and init_audio is None:
+        raise MaaError("--strength needs --init-audio FILE (the recording to restyle)")
+    if init_audio is not None and loop:
+        raise MaaError("--loop makes a new clip; it does not combine with --init-audio")
+    if init_audio is not None:
+        strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
+        audio_info(init_audio)  # a missing or unreadable file fails before any model loads
+    text_given = batch or prompt is not None
+    x = check_inputs(
+        bundle or (default_bundle() if x_given else None), settings, text_given=text_given,
+        batch=batch, audio_prompt=audio_prompt, audio_prompt_weight=audio_prompt_weight,
+        image=image, video=video, video_fps=video_fps,
+    )  # fmt: skip
+    texts = read_captions(prompts, "--prompts") if batch else check_prompts(prompt or x.label)
     if batch:
         folder = Path(out_dir)
         check_writable(folder if folder.exists() else folder.parent, f"--out-dir {folder}")
@@ -83,14 +141,31 @@ def generate(
     gen = Generator.from_bundle(
         bundle or default_bundle(), device=device, dtype=dtype, vocoder=vocoder, clap=clap
     )
+    settings = gen.with_defaults(settings, unset)
     if getattr(gen.vocoder, "warning", None):
         log(f"warning: {gen.vocoder.warning}")
-    if note := out_of_domain_note(gen, texts, bundle):
+    if text_given and (note := out_of_domain_note(gen, texts, bundle)):
         log(note)
+    if x.given:
+        gen = x.condition(gen, texts if text_given else None)
+    if x.video is not None and duration_from_video:
+        settings = replace(settings, duration=video_duration(x))
+    init = load_input(init_audio, gen.mel, log) if init_audio is not None else None
+    if init is not None:  # the release's SDEdit sampled with DDIM
+        sampler = RESTYLE_SAMPLER if "sampler" in unset else settings.sampler
+        duration = init.numel() / gen.mel.sample_rate
+        settings = replace(settings, duration=duration, sampler=sampler)
+    if loop:
+        settings = replace(settings, duration=loop_duration(gen, settings.duration))
     folder.mkdir(exist_ok=True)
     how = {k: getattr(settings, k) for k in ("steps", "guidance", "sampler", "candidates")}
     if settings.negative_prompt:
         how["negative_prompt"] = settings.negative_prompt
+    if init is not None:
+        how.update(init_audio=str(init_audio), strength=strength)
+    if loop:
+        how["loop"] = True
+    how.update(x.how())
     manifest = folder / MANIFEST_NAME
     if batch and reuse_seed and (earlier := _earlier_seed(manifest, names)) is not None:
         settings = replace(settings, seed=earlier)
@@ -102,21 +177,65 @@ def generate(
     per_clip = int(settings.duration * sr) * 2 + 44 + (200_000 if png else 0)  # PCM16 + header
     ensure_free_space(folder, per_clip * len(pending), f"{len(pending)} generated clip(s)")
     for run in _runs(pending, PROMPTS_PER_CALL):
-        clips = gen.sample([texts[i] for i in run], settings, seed_offset=run[0])
+        clips = _sample(gen, [texts[i] for i in run], settings, run[0], init, strength, loop)
         for i, clip in zip(run, clips, strict=True):
             path = folder / names[i]
             write_audio(path, clip.wave, clip.sr)
             if png:
-                save_spectrogram_png(path.with_suffix(".png"), clip.mel, gen.mel)
+                _picture(path.with_suffix(".png"), clip, gen, init, strength, loop)
             rows[i] = {
                 "audio_path": names[i], "caption": clip.prompt,
                 "duration": clip.wave.numel() / clip.sr, "sample_rate": clip.sr,
                 "source": "maa generate", "split": "test", "seed": clip.seed,
                 "clap_score": clip.clap_score, **how,
             }  # fmt: skip
+            if loop:
+                seam = loop_seam(clip.wave, gen.mel)
+                rows[i].update(seam_ratio=seam.ratio, seam_p95_ratio=seam.p95 / seam.median)
         if batch:  # a record after every call: an interrupted run resumes from here
             write_manifest(pd.DataFrame([rows[i] for i in sorted(rows)]), manifest)
     return pd.DataFrame([rows[i] for i in sorted(rows)])
+
+
+def _sample(
+    gen: Generator,
+    prompts: list[str],
+    settings: SamplingSettings,
+    seed_offset: int,
+    init: torch.Tensor | None,
+    strength: float | None,
+    loop: bool,
+) -> list[GeneratedAudio]:
+    """One clip per prompt: restyled from ``init``, a loop, window by window when longer than
+    the bundle's window, or plain text-to-audio."""
+    if init is not None:
+        return restyle(gen, prompts, settings, init, strength, seed_offset)
+    if loop:
+        return sample_loop(gen, prompts, settings, seed_offset)
+    if gen.mel.frames_for_seconds(settings.duration) > window_frames(gen):
+        return generate_long(gen, prompts, settings, seed_offset)
+    return gen.sample(prompts, settings, seed_offset=seed_offset)
+
+
+def _picture(
+    path: Path,
+    clip: GeneratedAudio,
+    gen: Generator,
+    init: torch.Tensor | None,
+    strength: float | None,
+    loop: bool,
+) -> None:
+    """The clip's spectrogram; restyled: input above output; a loop: played twice."""
+    if init is None and not loop:
+        save_spectrogram_png(path, clip.mel, gen.mel)
+        return
+    if loop:
+        panels = [Panel("the loop played twice (it wraps at the middle)",
+                        mel_of(gen, torch.cat([clip.wave, clip.wave])))]  # fmt: skip
+    else:
+        panels = [Panel("input", mel_of(gen, init)),
+                  Panel(f"output (strength {strength:g})", mel_of(gen, clip.wave))]  # fmt: skip
+    save_edit_png(path, panels, gen.mel)
 
 
 def _runs(indices: list[int], size: int) -> list[list[int]]:

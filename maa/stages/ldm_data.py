@@ -4,7 +4,13 @@ Every clip is encoded once — VAE posterior (mean, std) of the whole clip (up t
 ``max_cache_seconds``; shorter clips tiled or padded to one crop) and its caption's token
 embeddings — and stored under a fingerprint of everything it depends on, so a stale cache is
 never used. :class:`LatentDataset` draws each item's latent crop, posterior sample, caption
-dropout, timestep and noise from :func:`~maa.trainer.item_generator`.
+dropout, timestep and noise (and, to train
+inpainting, a random mask) from :func:`~maa.trainer.item_generator`.
+
+With ``condition="clap-audio"`` (AudioLDM's recipe) captions are not used: an item is conditioned
+on the CLAP audio embedding of its crop. The cache holds each clip's embeddings of crop windows
+every quarter crop (:func:`cond_windows`) and an item takes the window nearest its crop (the same
+window when the clip fits one crop, as most do); fresh compositions are embedded on the fly.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -36,6 +42,11 @@ CACHE_VERSION = 1
 class LDMConfig(Config):
     """Training settings of the LDM stage (saved with the run; must match on resume)."""
 
+    # added after runs were first saved: left out of saved run settings at their defaults
+    LATER_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"condition", "min_snr_gamma", "balance", "task"}
+    )
+
     preset: str = "tiny"
     text_encoder: str = "minilm"
     crop_frames: int = 88  # mel frames per training crop (multiple of the VAE's downsampling)
@@ -54,6 +65,10 @@ class LDMConfig(Config):
     balance: float = 0.0
     val_prompts: int = 3
     val_steps: int = 25
+    # "text": the caption's encoding; "clap-audio": the CLAP audio embedding of the crop
+    condition: str = "text"
+    # "text-to-audio", or "inpaint": the U-Net also sees [masked latent, mask] (2z + 1 inputs)
+    task: str = "text-to-audio"
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -82,6 +97,10 @@ class LatentCache:
     tokens: list[torch.Tensor]  # each (L_j, D) float16
     uncond: torch.Tensor  # (L0, D) float16, the encoding of ""
     scale_factor: float
+    # clap-audio: per clip (K_i, D) float16 CLAP audio embeddings of the crop windows at latent
+    # offsets cond_windows(W_i, crop, cond_stride)
+    audio_cond: list[torch.Tensor] | None = None
+    cond_stride: int = 0
 
 
 def fingerprint(
@@ -96,6 +115,8 @@ def fingerprint(
     h.update(f"{encoder.spec}|{encoder.width}|{encoder.max_length}".encode())
     h.update(repr(sorted(mel.to_dict().items())).encode())
     h.update(f"{cfg.crop_frames}|{cfg.short}|{cfg.max_cache_seconds}".encode())
+    if cfg.condition != "text":  # (text: the fingerprint of every earlier cache, unchanged)
+        h.update(f"{cfg.condition}|{COND_WINDOWS_PER_CROP}|{encoder.digest}".encode())
     for path, caption, wave in zip(clips.paths, clips.captions, clips.waves, strict=True):
         h.update(f"{path}\0{caption}\0{wave.numel()}\0".encode())
         h.update(wave.contiguous().numpy().tobytes())
@@ -115,7 +136,7 @@ def build_cache(
     melspec = MelSpectrogram(mel).to(device)
     crop_samples = mel.samples_for(cfg.crop_frames)
     max_samples = max(crop_samples, int(cfg.max_cache_seconds * mel.sample_rate))
-    means, stds = [], []
+    means, stds, windows = [], [], []
     for wave in clips.waves:
         wave = wave[:max_samples]
         if wave.numel() < crop_samples:
@@ -123,7 +144,13 @@ def build_cache(
         m, s = encode_waves(vae, melspec, wave.unsqueeze(0).to(device), mel)
         means.append(m[0].cpu())
         stds.append(s[0].cpu())
-    captions = sorted(set(clips.captions))
+        if cfg.condition == "clap-audio":
+            windows.append(_crop_windows(wave, m.shape[-1], vae.downsample, mel, cfg))
+    audio_cond, stride = None, 0
+    if cfg.condition == "clap-audio":
+        stride = cond_stride(cfg.crop_frames // vae.downsample)
+        audio_cond = [encoder.embed_audio(w, mel.sample_rate).half() for w in windows]
+    captions = sorted(set(clips.captions)) if audio_cond is None else []
     index = {c: i for i, c in enumerate(captions)}
     tokens: list[torch.Tensor] = []
     for i in range(0, len(captions), 64):
@@ -137,8 +164,43 @@ def build_cache(
     samples = torch.cat([(m + s * torch.randn(m.shape, generator=g)).flatten() for m, s in
                          zip(means, stds, strict=True)])  # fmt: skip
     scale = 1.0 / max(float(samples.std()), 1e-6)
-    caption_ids = [index[c] for c in clips.captions]
-    return LatentCache(fp, means, stds, caption_ids, captions, tokens, uncond_tokens, scale)
+    caption_ids = [index[c] for c in clips.captions] if audio_cond is None else []
+    return LatentCache(fp, means, stds, caption_ids, captions, tokens, uncond_tokens, scale,
+                       audio_cond, stride)  # fmt: skip
+
+
+COND_WINDOWS_PER_CROP = 4  # clap-audio: a cached window every quarter crop
+
+
+def cond_stride(crop_latent: int) -> int:
+    """Latent frames between the cached embedding windows of a ``crop_latent``-wide crop."""
+    return max(1, crop_latent // COND_WINDOWS_PER_CROP)
+
+
+def cond_windows(width: int, crop: int, stride: int) -> list[int]:
+    """Latent offsets of the cached embedding windows of a clip ``width`` latent frames wide:
+    every ``stride`` frames from 0, and the last crop position."""
+    last = max(0, width - crop)
+    return sorted({*range(0, last + 1, stride), last})
+
+
+def nearest_window(offset: int, width: int, crop: int, stride: int) -> int:
+    """Index of the cached window nearest the crop at latent ``offset``."""
+    offsets = cond_windows(width, crop, stride)
+    return min(range(len(offsets)), key=lambda k: abs(offsets[k] - offset))
+
+
+def _crop_windows(
+    wave: torch.Tensor, width: int, down: int, mel: MelPreset, cfg: LDMConfig
+) -> list[torch.Tensor]:
+    """The audio ``(crop samples,)`` of each cached window of one clip (as cached, tiled or
+    padded to one crop at least); a window running past the end is padded with silence."""
+    crop = cfg.crop_frames // down
+    samples = mel.samples_for(cfg.crop_frames)
+    per_latent = down * mel.hop_length
+    offsets = cond_windows(width, crop, cond_stride(crop))
+    return [fix_length(wave[o * per_latent : o * per_latent + samples], samples, mode="pad")
+            for o in offsets]  # fmt: skip
 
 
 def load_or_build_cache(cache_dir: Path, fp: str, build) -> tuple[LatentCache, bool]:
@@ -173,6 +235,29 @@ def pad_tokens(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 def unpad_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     """Inverse of :func:`pad_tokens`: ``(B, L, D)`` and mask ``(B, L)`` → ``[(L_i, D)]``."""
     return [row[m.bool()] for row, m in zip(tokens, mask, strict=True)]
+
+
+# -- inpainting masks ------------------------------------------------------------------------
+INPAINT_MASK_KINDS = (0.45, 0.45, 0.10)  # time span, time-frequency box, everything
+
+
+def random_inpaint_mask(height: int, width: int, g: torch.Generator) -> torch.Tensor:
+    """A random inpainting mask ``(1, height, width)`` on the latent grid (height: frequency,
+    width: time), 1 where sound is generated: a time span (all frequencies), a time-frequency
+    box, or (rarely) everything, so the model still generates from the prompt alone. Spans and
+    boxes are 1 cell up to the whole axis wide, anywhere."""
+    mask = torch.zeros(1, height, width)
+    kind = int(torch.multinomial(torch.tensor(INPAINT_MASK_KINDS), 1, generator=g))
+    if kind == 2:
+        return mask.fill_(1.0)
+    w = int(torch.randint(1, width + 1, (), generator=g))
+    t0 = int(torch.randint(0, width - w + 1, (), generator=g))
+    f0, h = 0, height
+    if kind == 1:
+        h = int(torch.randint(1, height + 1, (), generator=g))
+        f0 = int(torch.randint(0, height - h + 1, (), generator=g))
+    mask[:, f0 : f0 + h, t0 : t0 + w] = 1.0
+    return mask
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -221,6 +306,7 @@ class LatentDataset(Dataset):
         mean, std = self.cache.mean[index], self.cache.std[index]
         shape = (*mean.shape[:2], self.crop_latent)
         item: dict[str, Any] = {"caption": None}
+        cond = None  # clap-audio: the crop's cached CLAP audio embedding
         if self.reprogrammer is not None and float(torch.rand((), generator=g)) < (
             self.cfg.reprogram_prob
         ):
@@ -237,17 +323,23 @@ class LatentDataset(Dataset):
             sl = slice(off, off + shape[-1])
             eps = torch.randn(shape, generator=g)
             item["z"] = (mean[..., sl] + std[..., sl] * eps) * self.cache.scale_factor
+            if self.cache.audio_cond is not None:
+                k = nearest_window(off, width, shape[-1], self.cache.cond_stride)
+                cond = self.cache.audio_cond[index][k : k + 1]
         dropped = float(torch.rand((), generator=g)) < self.cfg.caption_dropout
         if dropped:
             item["caption"] = None
-        item["tokens"] = (
-            self.cache.uncond
-            if dropped or item["caption"] is not None
-            else self.cache.tokens[self.cache.caption_ids[index]]
-        )
+        if dropped or item["caption"] is not None:  # a composition's is encoded in the step
+            item["tokens"] = self.cache.uncond
+        elif cond is not None:
+            item["tokens"] = cond
+        else:
+            item["tokens"] = self.cache.tokens[self.cache.caption_ids[index]]
         item["post_eps"] = torch.randn(shape, generator=g)
         item["t"] = torch.randint(0, self.num_timesteps, (), generator=g)
         item["noise"] = torch.randn(shape, generator=g)
+        if self.cfg.task == "inpaint":  # drawn last: the other draws stay those of text-to-audio
+            item["inpaint_mask"] = random_inpaint_mask(shape[1], shape[2], g)
         return item
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -259,6 +351,8 @@ class LatentDataset(Dataset):
             "t": torch.stack([it["t"] for it in items]),
             "noise": torch.stack([it["noise"] for it in items]),
         }
+        if self.cfg.task == "inpaint":
+            batch["inpaint_mask"] = torch.stack([it["inpaint_mask"] for it in items])
         if self.reprogrammer is not None:
             crop = self.mel.samples_for(self.cfg.crop_frames)
             batch["composed"] = torch.tensor([it.get("wave") is not None for it in items])

@@ -102,7 +102,7 @@ class VAETask:
 
     def config_dict(self) -> dict[str, Any]:
         configs = {"vae": self.vae_cfg, "loss": self.loss_cfg, "mel": self.mel}
-        return {k: c.to_dict() for k, c in configs.items()}
+        return {k: c.settings_dict() for k, c in configs.items()}
 
     def modules(self) -> dict[str, nn.Module]:
         c = self.loss_cfg
