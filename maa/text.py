@@ -122,16 +122,7 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def encode(self, texts: list[str]) -> TextEmbedding:
         """Encode ``texts`` (B strings) padded to the longest; longer ones are truncated."""
-        if isinstance(texts, str):
-            texts = [texts]
-        self._note_long(texts)
-        batch = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_length,
-            padding="longest",
-            return_tensors="pt",
-        )
+        batch = self._tokenize(texts, "longest")
         ids = batch["input_ids"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
         if self.kind == "clap":
@@ -150,6 +141,16 @@ class TextEncoder(nn.Module):
 
     def forward(self, texts: list[str]) -> TextEmbedding:
         return self.encode(texts)
+
+    def _tokenize(self, texts: str | list[str], padding: str) -> dict[str, torch.Tensor]:
+        """Tokenize ``texts`` to at most ``max_length`` tokens, padded by ``padding`` (``"longest"``
+        or ``"max_length"``), with one note when some are cut."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        self._note_long(texts)
+        return self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding=padding,
+            return_tensors="pt",
+        )  # fmt: skip
 
     def _note_long(self, texts: list[str]) -> None:
         """One warning per text longer than ``max_length`` tokens (only its start is used)."""
@@ -276,16 +277,7 @@ class StoredClapTextEncoder(TextEncoder):
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> TextEmbedding:
-        if isinstance(texts, str):
-            texts = [texts]
-        self._note_long(texts)
-        batch = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_length,
-            padding="max_length",
-            return_tensors="pt",
-        )
+        batch = self._tokenize(texts, "max_length")
         ids = batch["input_ids"].to(self.device)
         tokens = self.model(ids).float()
         return TextEmbedding(tokens, torch.ones_like(ids), tokens[:, 0].clone())
